@@ -1,0 +1,84 @@
+"""Fixtures: the LLM stand-in, the SNAC stand-in, settings, an engine and a Wyoming server."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.stand_ins.llm_server import OrpheusStandIn
+from tests.stand_ins.snac_model import write_snac_model
+from wyoming_orpheus.config import Settings, UpstreamSettings
+from wyoming_orpheus.engine import Engine
+from wyoming_orpheus.wyoming_handler import build_info
+from wyoming_orpheus.wyoming_server import WyomingServer
+
+
+@pytest.fixture(scope="session")
+def snac_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SNAC 24 kHz with random weights and noise off (so decodes are comparable)."""
+    return write_snac_model(tmp_path_factory.mktemp("snac"), seed=0, noise=False)
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[OrpheusStandIn]:
+    """A running Orpheus LLM stand-in."""
+    server = OrpheusStandIn()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def make_settings(snac_dir: Path, llm: OrpheusStandIn) -> Callable[..., Settings]:
+    """Build Settings pointing at the stand-ins; keyword arguments override fields."""
+
+    def make(**overrides: Any) -> Settings:
+        base = Settings(
+            uri="tcp://127.0.0.1:0",
+            upstreams=(UpstreamSettings(llm.base_url),),
+            snac_model=str(snac_dir),
+            device="cpu",
+            decode_threads=2,
+            first_token_timeout=5,
+            stall_timeout=2,
+            upstream_cooldown=0,
+        )
+        return dataclasses.replace(base, **overrides)
+
+    return make
+
+
+@pytest.fixture
+async def engine_factory() -> AsyncIterator[Callable[[Settings], Any]]:
+    """Create engines that are closed after the test."""
+    engines: list[Engine] = []
+
+    async def create(settings: Settings) -> Engine:
+        engine = await Engine.create(settings)
+        engines.append(engine)
+        return engine
+
+    yield create
+    for engine in engines:
+        await engine.close()
+
+
+@pytest.fixture
+async def engine(make_settings: Callable[..., Settings], engine_factory: Any) -> Engine:
+    """An engine on the stand-ins with default settings."""
+    return await engine_factory(make_settings())  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def wyoming_server(engine: Engine) -> AsyncIterator[WyomingServer]:
+    """A Wyoming server on a free loopback port."""
+    server = WyomingServer(
+        engine.settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer
+    )
+    await server.start()
+    yield server
+    await server.shutdown(grace=0)

@@ -1,0 +1,166 @@
+"""Settings: precedence defaults < YAML < .env < environment < flags, and clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wyoming_orpheus.cli import load_settings
+from wyoming_orpheus.config import ConfigError, Settings, UpstreamSettings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load(tmp_path: Path, argv: list[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+    return load_settings(argv or [], env or {}, tmp_path)
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = load(tmp_path)
+    assert settings.uri == "tcp://0.0.0.0:10200"
+    assert settings.http_port == 5005 and settings.http_enabled
+    assert (settings.temperature, settings.top_p, settings.repetition_penalty) == (0.6, 0.9, 1.1)
+    assert settings.voice == "tara"
+    assert settings.snac_model == "hubertsiuzdak/snac_24khz"
+    assert settings.zeroconf is None
+    assert settings.upstreams == (UpstreamSettings("http://127.0.0.1:8080/v1"),)
+
+
+def test_each_layer_overrides_the_one_below(tmp_path: Path) -> None:
+    config = write(tmp_path / "c.yaml", "temperature: 0.5\ntop_p: 0.5\nvoice: leo\nhttp_port: 6000\n")
+    write(tmp_path / ".env", "ORPHEUS_TOP_P=0.7\nORPHEUS_VOICE=dan\nORPHEUS_HTTP_PORT=6001\n")
+    env = {"ORPHEUS_VOICE": "zoe", "ORPHEUS_HTTP_PORT": "6002"}
+    settings = load(tmp_path, ["--config", config, "--http-port", "6003"], env)
+    assert settings.temperature == 0.5  # YAML over default
+    assert settings.top_p == 0.7  # .env over YAML
+    assert settings.voice == "zoe"  # environment over .env
+    assert settings.http_port == 6003  # flag over environment
+
+
+def test_legacy_environment_names_keep_working(tmp_path: Path) -> None:
+    env = {
+        "ORPHEUS_API_URL": "http://gpu:1234/v1/completions",
+        "ORPHEUS_API_TIMEOUT": "60",
+        "ORPHEUS_MAX_TOKENS": "4096",
+        "ORPHEUS_TEMPERATURE": "0.7",
+        "ORPHEUS_TOP_P": "0.95",
+        "ORPHEUS_HOST": "127.0.0.1",
+        "ORPHEUS_PORT": "5006",
+    }
+    settings = load(tmp_path, env=env)
+    assert settings.upstreams[0].url == "http://gpu:1234/v1/completions"
+    assert settings.request_timeout == 60 and settings.max_tokens == 4096
+    assert (settings.temperature, settings.top_p) == (0.7, 0.95)
+    assert (settings.http_host, settings.http_port) == ("127.0.0.1", 5006)
+
+
+def test_flags(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        [
+            "--uri", "tcp://127.0.0.1:10300", "--zeroconf", "--no-http",
+            "--llm-url", "http://a:8080/v1", "--llm-url", "http://b:11434",
+            "--llm-api", "ollama", "--llm-model", "legraphista/orpheus",
+            "--snac-model", "/models/snac", "--device", "cpu", "--voice", "leah", "--debug",
+        ],
+    )
+    assert settings.uri == "tcp://127.0.0.1:10300"
+    assert settings.zeroconf == "" and not settings.http_enabled and settings.debug
+    assert [u.url for u in settings.upstreams] == ["http://a:8080/v1", "http://b:11434"]
+    assert {u.api for u in settings.upstreams} == {"ollama"}
+    assert settings.upstreams[0].model == "legraphista/orpheus"
+    assert (settings.snac_model, settings.device, settings.voice) == ("/models/snac", "cpu", "leah")
+    assert load(tmp_path, ["--zeroconf", "kitchen"]).zeroconf == "kitchen"
+
+
+def test_yaml_upstreams_with_voice_bindings(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.yaml",
+        "llm_api_key: secret\nupstreams:\n  - http://en:8080/v1\n"
+        "  - {url: 'http://de:8080', voices: [de], prompt_format: audio}\n",
+    )
+    settings = load(tmp_path, ["--config", config])
+    english, german = settings.upstreams
+    assert english.voices == () and english.api_key == "secret"
+    assert german.voices == ("de",) and german.prompt_format == "audio"
+    # A higher layer's --llm-url replaces the YAML list.
+    assert [u.url for u in load(tmp_path, ["--config", config, "--llm-url", "http://x:1"]).upstreams] == ["http://x:1"]
+
+
+def test_the_documented_example_config_loads(tmp_path: Path) -> None:
+    settings = load(tmp_path, ["--config", str(REPO / "config" / "wyoming-orpheus.yaml")])
+    assert settings.voice == "tara"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "yaml_text", "message"),
+    [
+        (["--http-port", "70000"], {}, None, "http_port='70000' (from flag --http-port) must be between 1 and 65535"),
+        ([], {"ORPHEUS_TEMPERATURE": "-1"}, None, "temperature='-1' (from environment ORPHEUS_TEMPERATURE) must be between 0 and 2"),
+        (["--llm-url", "localhost:8080"], {}, None, "(from flag --llm-url) must be an http:// or https:// URL"),
+        (["--uri", "http://x"], {}, None, "uri='http://x' (from flag --uri) must start with tcp://"),
+        (["--device", "tpu"], {}, None, "device='tpu' (from flag --device) must be one of auto, cpu, cuda, mps"),
+        ([], {}, "colour: blue\n", "unknown setting 'colour' in config file"),
+        ([], {}, "max_tokens: lots\n", "max_tokens='lots' (from config file"),
+        ([], {}, "upstreams: [{url: 'http://a', voice: [de]}]\n", "unknown setting 'voice' in upstreams[0]"),
+        ([], {}, "- a list\n", "must hold a mapping of settings"),
+        ([], {}, "key: [unclosed\n", "is not valid YAML"),
+    ],
+)
+def test_invalid_values_name_the_setting_and_the_source(
+    tmp_path: Path, argv: list[str], env: dict[str, str], yaml_text: str | None, message: str
+) -> None:
+    if yaml_text is not None:
+        argv = [*argv, "--config", write(tmp_path / "c.yaml", yaml_text)]
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, argv, env)
+    assert message in str(info.value)
+
+
+def test_unreadable_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file .*missing.yaml"):
+        load(tmp_path, ["--config", str(tmp_path / "missing.yaml")])
+
+
+def test_no_module_reads_the_environment_at_import() -> None:
+    code = (
+        "import os; os.environ['ORPHEUS_VOICE']='leo';"
+        "import wyoming_orpheus.config as c; assert c.Settings().voice == 'tara'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--http-port", "70000"], "http_port"),
+        (["--config", "/nonexistent/x.yaml"], "cannot read config file"),
+        (["--temperature", "-1"], "temperature"),
+    ],
+)
+def test_a_bad_setting_exits_2_with_one_line(tmp_path: Path, argv: list[str], fragment: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wyoming_orpheus", *argv],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wyoming-orpheus: error:") and fragment in lines[0]
+
+
+def test_help_documents_every_flag() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wyoming_orpheus", "--help"], capture_output=True, text=True, check=True
+    )
+    for flag in ("--uri", "--zeroconf", "--http-host", "--http-port", "--no-http", "--llm-url",
+                 "--llm-api", "--llm-model", "--snac-model", "--device", "--voice", "--debug",
+                 "--log-format", "--version", "--config"):
+        assert flag in result.stdout

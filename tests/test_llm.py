@@ -1,0 +1,229 @@
+"""The upstream client against the stand-in: dialects, faults, retry, balance, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+
+import pytest
+
+from tests.stand_ins.llm_server import OrpheusStandIn
+from wyoming_orpheus.config import Settings, UpstreamSettings
+from wyoming_orpheus.llm import (
+    NoAudioError,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    max_tokens_for,
+)
+from wyoming_orpheus.tokens import FrameParser
+from wyoming_orpheus.upstreams import UpstreamPool
+
+TEXT = "Hello there, this is a test of the speech server."
+
+
+@pytest.fixture
+async def pool_factory() -> AsyncIterator[Callable[[Settings], UpstreamPool]]:
+    pools: list[UpstreamPool] = []
+
+    def create(settings: Settings) -> UpstreamPool:
+        pool = UpstreamPool(settings)
+        pools.append(pool)
+        return pool
+
+    yield create
+    for pool in pools:
+        await pool.close()
+
+
+async def collect(pool: UpstreamPool, voice: str = "tara", text: str = TEXT) -> list[tuple[int, ...]]:
+    await pool.start()
+    parser = FrameParser()
+    frames: list[tuple[int, ...]] = []
+    async with aclosing(pool.stream(voice, text)) as pieces:
+        async for piece in pieces:
+            frames.extend(parser.feed(piece))
+    return frames
+
+
+def with_upstreams(make_settings: Callable[..., Settings], *upstreams: UpstreamSettings, **kw: object) -> Settings:
+    return make_settings(upstreams=upstreams, **kw)
+
+
+async def test_openai_dialect_request_and_frames(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+    pool = pool_factory(make_settings())
+    assert await collect(pool) == llm.requests[0].frames
+    await collect(pool)
+    first, second = llm.requests
+    body = first.body
+    assert first.path == "/v1/completions" and body["stream"] is True
+    assert body["prompt"].startswith("<custom_token_3><|begin_of_text|>tara: Hello there")
+    assert body["repeat_penalty"] == body["repetition_penalty"] == 1.1
+    assert (body["temperature"], body["top_p"]) == (0.6, 0.9)
+    assert "<custom_token_2>" in body["stop"]
+    assert body["max_tokens"] == max_tokens_for(TEXT, 8192) and body["max_tokens"] > 7 * len(first.frames)
+    assert first.headers["X-Request-ID"] != second.headers["X-Request-ID"]
+
+
+async def test_ollama_dialect(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+    upstream = UpstreamSettings(llm.root_url, api="ollama", model="orpheus")
+    frames = await collect(pool_factory(with_upstreams(make_settings, upstream)))
+    record = llm.requests[0]
+    assert record.path == "/api/generate" and frames == record.frames
+    assert record.body["raw"] is True
+    assert record.body["options"]["repeat_penalty"] == 1.1
+    assert record.body["options"]["num_predict"] == max_tokens_for(TEXT, 8192)
+
+
+async def test_ollama_unknown_model_is_a_clear_error(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+    upstream = UpstreamSettings(llm.root_url, api="ollama", model="llama3")
+    with pytest.raises(UpstreamError, match="HTTP 404.*model 'llama3' not found"):
+        await collect(pool_factory(with_upstreams(make_settings, upstream)))
+
+
+async def test_coalesced_and_leading_tokens(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+    llm.behaviour.coalesce = 5
+    llm.behaviour.leading_tokens = ("<custom_token_1>", "<custom_token_4>")
+    assert await collect(pool_factory(make_settings())) == llm.requests[0].frames
+
+
+async def test_audio_prompt_format(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+    upstream = UpstreamSettings(llm.base_url, prompt_format="audio")
+    await collect(pool_factory(with_upstreams(make_settings, upstream)), voice="leo", text="Hi.")
+    assert llm.requests[0].body["prompt"] == "<|audio|>leo: Hi.<|eot_id|>"
+
+
+async def test_api_key(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+    llm.behaviour.api_key = "sesame"
+    with pytest.raises(UpstreamAuthError, match=r"HTTP 401.*--llm-api-key"):
+        await collect(pool_factory(make_settings()))
+    keyed = UpstreamSettings(llm.base_url, api_key="sesame")
+    assert await collect(pool_factory(with_upstreams(make_settings, keyed)))
+    assert llm.requests[-1].headers["Authorization"] == "Bearer sesame"
+
+
+async def test_server_error_is_retried_once_then_reported(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+    llm.behaviour.fault = "http500"
+    with pytest.raises(UpstreamError, match="HTTP 500"):
+        await collect(pool_factory(make_settings()))
+    assert len(llm.requests) == 2
+
+
+async def test_retry_goes_to_the_second_upstream(make_settings, pool_factory) -> None:
+    first, second = OrpheusStandIn(), OrpheusStandIn()
+    await first.start()
+    await second.start()
+    try:
+        first.behaviour.fault = "http500"
+        settings = with_upstreams(make_settings, UpstreamSettings(first.base_url), UpstreamSettings(second.base_url))
+        frames = await collect(pool_factory(settings))
+        assert len(first.requests) == 1 and len(second.requests) == 1
+        assert frames == second.requests[0].frames
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+async def test_unreachable_server_names_the_url(make_settings, pool_factory) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    upstream = UpstreamSettings(f"http://127.0.0.1:{port}/v1")
+    with pytest.raises(UpstreamUnreachable, match=f"cannot reach the LLM server at http://127.0.0.1:{port}/v1/completions"):
+        await collect(pool_factory(with_upstreams(make_settings, upstream)))
+
+
+async def test_drop_after_audio_is_reported_without_retry(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+    llm.behaviour.fault, llm.behaviour.fault_after = "drop", 14
+    with pytest.raises(UpstreamError):
+        await collect(pool_factory(make_settings()))
+    assert len(llm.requests) == 1
+
+
+async def test_drop_before_audio_is_retried(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+    llm.behaviour.fault, llm.behaviour.fault_after, llm.behaviour.fault_times = "drop", 0, 1
+    frames = await collect(pool_factory(make_settings()))
+    assert len(llm.requests) == 2 and frames == llm.requests[1].frames
+
+
+async def test_stall_between_tokens_times_out(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+    llm.behaviour.fault, llm.behaviour.fault_after = "stall", 7
+    with pytest.raises(UpstreamTimeout, match="no next token within 0.5 s"):
+        await collect(pool_factory(make_settings(stall_timeout=0.5)))
+
+
+async def test_no_first_token_times_out(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+    llm.behaviour.fault, llm.behaviour.fault_after = "stall", 0
+    with pytest.raises(UpstreamTimeout, match="no first token within 0.5 s"):
+        await collect(pool_factory(make_settings(first_token_timeout=0.5)))
+    assert len(llm.requests) == 2  # retried once
+
+
+async def test_endless_stream_is_cut_after_max_tokens(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+    llm.behaviour.fault = "endless"
+    frames = await collect(pool_factory(make_settings()), text="Short.")
+    assert 0 < len(frames) * 7 <= max_tokens_for("Short.", 8192) + 64
+    await llm.wait_closed(llm.requests[0])
+    assert not llm.requests[0].finished
+
+
+async def test_answer_without_audio_tokens_names_the_likely_cause(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+    llm.behaviour.fault = "no_audio"
+    with pytest.raises(NoAudioError, match="without audio tokens.*Orpheus.*--llm-api ollama"):
+        await collect(pool_factory(make_settings()))
+
+
+async def test_closing_the_stream_closes_the_upstream_connection(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+    llm.behaviour.tokens_per_second = 50
+    pool = pool_factory(make_settings())
+    await pool.start()
+    async with aclosing(pool.stream("tara", TEXT * 5)) as pieces:
+        async for _ in pieces:
+            if llm.requests[0].tokens_sent >= 10:
+                break
+    await llm.wait_closed(llm.requests[0], timeout=1.0)
+    assert llm.requests[0].client_disconnected and not llm.requests[0].finished
+
+
+async def test_requests_go_to_the_least_busy_server(make_settings, pool_factory) -> None:
+    servers = [OrpheusStandIn(), OrpheusStandIn()]
+    for server in servers:
+        server.behaviour.tokens_per_second = 400
+        await server.start()
+    try:
+        settings = with_upstreams(make_settings, *(UpstreamSettings(s.base_url) for s in servers))
+        pool = pool_factory(settings)
+        await asyncio.gather(collect(pool), collect(pool))
+        assert [len(s.requests) for s in servers] == [1, 1]
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+async def test_voices_go_to_the_server_bound_to_them(make_settings, pool_factory) -> None:
+    english, german = OrpheusStandIn(), OrpheusStandIn()
+    await english.start()
+    await german.start()
+    try:
+        settings = with_upstreams(
+            make_settings, UpstreamSettings(english.base_url), UpstreamSettings(german.base_url, voices=("de",))
+        )
+        pool = pool_factory(settings)
+        await collect(pool, voice="jana", text="Guten Tag.")
+        await collect(pool, voice="tara", text="Good day.")
+        assert [r.voice for r in german.requests] == ["jana"]
+        assert [r.voice for r in english.requests] == ["tara"]
+        with pytest.raises(UpstreamError, match="no LLM server is configured for voice 'pierre'"):
+            await collect(pool, voice="pierre")
+    finally:
+        await english.stop()
+        await german.stop()
+
+
+def test_settings_are_frozen(make_settings) -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        make_settings().voice = "leo"

@@ -1,0 +1,118 @@
+"""Exact streaming decode: the streamed audio equals a whole-utterance decode."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wyoming_orpheus.codec import DecodeWorker, decode_batch, load_snac
+from wyoming_orpheus.hardware import Tier
+from wyoming_orpheus.stream_decoder import Playback, StreamDecoder
+
+CPU_TIER = Tier("cpu", "cpu", batch_size=8, collect_ms=20, threads=2, compile=False, max_concurrent=4)
+
+
+@pytest.fixture(scope="module")
+def model(snac_dir: Path) -> torch.nn.Module:
+    return load_snac(str(snac_dir), "cpu")
+
+
+@pytest.fixture
+async def worker(model: torch.nn.Module) -> AsyncIterator[DecodeWorker]:
+    worker = DecodeWorker(model, CPU_TIER)
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+def random_frames(count: int, seed: int) -> list[tuple[int, ...]]:
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 4096, size=(count, 7))
+    return [tuple(int(c) for c in f) for f in frames]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def stream_decode(
+    worker: DecodeWorker, frames: list[tuple[int, ...]], frames_per_push: int, realtime_factor: float
+) -> tuple[np.ndarray, list[int]]:
+    """Feed frames as an LLM at realtime_factor x real time would; return audio and block sizes."""
+    clock = FakeClock()
+    playback = Playback(clock)
+    decoder = StreamDecoder(worker.decode, lead=playback.lead)
+    out, blocks = [], []
+    for start in range(0, len(frames), frames_per_push):
+        clock.now = start * 2048 / 24000 / realtime_factor
+        samples = await decoder.push(frames[start : start + frames_per_push])
+        if samples is not None:
+            playback.sent(len(samples))
+            out.append(samples)
+            blocks.append(len(samples))
+    out.append(await decoder.finish())
+    return np.concatenate(out), blocks
+
+
+@pytest.mark.parametrize(
+    ("count", "per_push", "realtime_factor"),
+    [(1, 1, 1.0), (2, 1, 1.0), (3, 2, 1.0), (4, 1, 1.2), (20, 1, 1.2), (30, 3, 4.0), (45, 7, 20.0)],
+)
+async def test_streamed_audio_equals_whole_decode(
+    worker: DecodeWorker, model: torch.nn.Module, count: int, per_push: int, realtime_factor: float
+) -> None:
+    frames = random_frames(count, seed=count)
+    streamed, _ = await stream_decode(worker, frames, per_push, realtime_factor)
+    whole = decode_batch(model, np.array([frames]), "cpu")[0]
+    assert len(streamed) == 2048 * count
+    np.testing.assert_allclose(streamed, whole, rtol=0, atol=2e-5)
+
+
+async def test_first_audio_after_four_frames_and_blocks_grow_with_the_lead(worker: DecodeWorker) -> None:
+    frames = random_frames(48, seed=7)
+    _, blocks = await stream_decode(worker, frames, 1, realtime_factor=10.0)
+    # Four frames make 2048 samples final (4 x 2048 - 4608 >= 2048): that is the first block.
+    assert blocks[0] <= 2 * 2048
+    # A listener far ahead gets large blocks (less compute per second of audio).
+    assert max(blocks) >= 8 * 2048
+
+
+async def test_nothing_is_released_before_it_is_final(worker: DecodeWorker) -> None:
+    decoder = StreamDecoder(worker.decode)
+    assert await decoder.push(random_frames(3, seed=1)) is None  # 3 x 2048 - 4608 < 2048
+    first = await decoder.push(random_frames(1, seed=2))
+    assert first is not None and len(first) == 4 * 2048 - 4608
+
+
+async def test_concurrent_streams_share_batches_and_get_their_own_audio(
+    worker: DecodeWorker, model: torch.nn.Module
+) -> None:
+    streams = [random_frames(12, seed=100 + i) for i in range(4)]
+    results = await asyncio.gather(*(stream_decode(worker, s, 1, 1.0) for s in streams))
+    for frames, (audio, _) in zip(streams, results, strict=True):
+        whole = decode_batch(model, np.array([frames]), "cpu")[0]
+        np.testing.assert_allclose(audio, whole, rtol=0, atol=2e-5)
+    assert max(worker.stats.batch_sizes) > 1, worker.stats.batch_sizes
+
+
+async def test_noise_on_still_gives_each_sample_once(tmp_path: Path) -> None:
+    from tests.stand_ins.snac_model import write_snac_model
+
+    noisy = load_snac(str(write_snac_model(tmp_path / "noisy", noise=True)), "cpu")
+    worker = DecodeWorker(noisy, CPU_TIER)
+    worker.start()
+    try:
+        audio, _ = await stream_decode(worker, random_frames(9, seed=3), 1, 1.0)
+    finally:
+        worker.stop()
+    assert len(audio) == 9 * 2048
+    assert np.isfinite(audio).all() and np.abs(audio).max() <= 1.0

@@ -1,0 +1,80 @@
+"""Command line entry point: settings, logging, wiring, start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .cli import load_settings
+from .codec import CodecLoadError
+from .config import ConfigError, Settings
+from .discovery import Advertiser
+from .engine import Engine
+from .wyoming_handler import build_info
+from .wyoming_server import WyomingServer
+
+_LOGGER = logging.getLogger(__name__)
+_PROG = "wyoming-orpheus"
+
+
+async def serve(settings: Settings) -> None:
+    """Run the servers until SIGTERM or SIGINT, then shut down gracefully."""
+    engine = await Engine.create(settings)
+    info = build_info(engine.synthesizer.catalog, settings.streaming)
+    server = WyomingServer(settings.uri, info, engine.synthesizer)
+    advertiser: Advertiser | None = None
+    try:
+        await server.start()
+        if settings.zeroconf is not None and settings.uri.startswith("tcp://"):
+            advertiser = Advertiser(settings.zeroconf, server.host, server.port)
+            await advertiser.start()
+        await _wait_for_signal()
+        _LOGGER.info("Shutting down")
+    finally:
+        if advertiser is not None:
+            await advertiser.stop()
+        await server.shutdown(settings.shutdown_grace)
+        await engine.close()
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse settings and run; return the exit code."""
+    try:
+        settings = load_settings(argv, os.environ, Path.cwd())
+    except ConfigError as err:
+        print(f"{_PROG}: error: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if settings.debug else logging.INFO, format=settings.log_format
+    )
+    try:
+        asyncio.run(serve(settings))
+    except ConfigError as err:
+        print(f"{_PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except (CodecLoadError, RuntimeError, OSError) as err:
+        _LOGGER.error("Cannot start: %s", err)
+        return 1
+    return 0
+
+
+def run() -> None:
+    """Console script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,201 @@
+"""SNAC loading and the shared decode worker that batches windows of all live streams."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.utils import parametrize
+
+from .hardware import Tier
+
+_LOGGER = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24000
+SAMPLES_PER_FRAME = 2048
+
+# Frame slot -> (level, position within the frame): slot 0 is level 0; slots 1 and 4 are
+# level 1; slots 2, 3, 5, 6 are level 2, in that order (REFERENCE.md section 1).
+_LEVEL1_SLOTS = [1, 4]
+_LEVEL2_SLOTS = [2, 3, 5, 6]
+
+
+class CodecLoadError(Exception):
+    """SNAC could not be loaded; the message says what to fix."""
+
+
+def load_snac(path_or_id: str, device: str) -> torch.nn.Module:
+    """Load SNAC from a local directory or a hub id, ready for fast inference."""
+    from snac import SNAC  # import here: snac pulls in huggingface_hub
+
+    local = Path(path_or_id).expanduser()
+    if local.exists() and not (local / "config.json").is_file():
+        raise CodecLoadError(f"SNAC directory {local} has no config.json")
+    source = str(local) if local.exists() else path_or_id
+    try:
+        model = SNAC.from_pretrained(source)
+    except Exception as err:
+        raise CodecLoadError(
+            f"cannot load SNAC model '{path_or_id}': {err}. Give --snac-model a local directory "
+            "with config.json and pytorch_model.bin, or a reachable hub id."
+        ) from err
+    model.encoder = torch.nn.Identity()  # TTS only decodes; free the encoder's memory
+    _remove_weight_norm(model)
+    return model.eval().to(device)
+
+
+def _remove_weight_norm(model: torch.nn.Module) -> None:
+    """Fold weight-norm parametrizations into plain weights once.
+
+    NOTE: SNAC recomputes weight norm on every call; folding gives the same function
+    and was 20-30% faster on CPU (REFERENCE.md section 2).
+    """
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+
+
+def frames_to_codes(frames: np.ndarray) -> list[np.ndarray]:
+    """Split (B, T, 7) frame codes into SNAC's three levels: (B,T), (B,2T), (B,4T)."""
+    batch = frames.shape[0]
+    return [
+        frames[:, :, 0],
+        frames[:, :, _LEVEL1_SLOTS].reshape(batch, -1),
+        frames[:, :, _LEVEL2_SLOTS].reshape(batch, -1),
+    ]
+
+
+def decode_batch(model: torch.nn.Module, frames: np.ndarray, device: str) -> np.ndarray:
+    """Decode (B, T, 7) frames into (B, T*2048) float32 samples."""
+    codes = [torch.from_numpy(level).to(device) for level in frames_to_codes(frames)]
+    with torch.inference_mode():
+        audio = model.decode(codes)
+    return audio[:, 0, :].float().cpu().numpy()
+
+
+@dataclass
+class _Job:
+    frames: np.ndarray  # (T, 7) int64
+    future: asyncio.Future[np.ndarray]
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass
+class DecodeStats:
+    """Counters for /health and logs."""
+
+    batches: int = 0
+    windows: int = 0
+    frames_decoded: int = 0
+    busy_seconds: float = 0.0
+    batch_sizes: dict[int, int] = field(default_factory=dict)
+
+
+class DecodeWorker:
+    """One thread per device: takes queued windows, batches equal lengths, decodes them."""
+
+    def __init__(self, model: torch.nn.Module, tier: Tier) -> None:
+        self._model = model
+        self._tier = tier
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.stats = DecodeStats()
+        if tier.compile:
+            # NOTE: ~40 s to compile on CPU (REFERENCE.md); only when asked for or on GPU tiers.
+            self._model.decoder = torch.compile(self._model.decoder, dynamic=True)
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        if self._thread is None:
+            if self._tier.device == "cpu":
+                torch.set_num_threads(self._tier.threads)
+            self._thread = threading.Thread(target=self._run, name="snac-decode", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the worker thread after the queued work."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    async def decode(self, frames: np.ndarray) -> np.ndarray:
+        """Decode one window of (T, 7) frame codes into T*2048 samples, off the event loop."""
+        if self._thread is None:
+            raise RuntimeError("decode worker is not running")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[np.ndarray] = loop.create_future()
+        self._queue.put(_Job(np.ascontiguousarray(frames, dtype=np.int64), future, loop))
+        return await future
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs = [first, *self._collect(self._tier.batch_size - 1)]
+            stop = jobs[-1] is None
+            self._decode_jobs([job for job in jobs if job is not None])
+            if stop:
+                return
+
+    def _collect(self, room: int) -> list[_Job | None]:
+        """Take what else is queued, waiting at most the tier's collection window."""
+        jobs: list[_Job | None] = []
+        deadline = time.monotonic() + self._tier.collect_ms / 1000
+        while len(jobs) < room:
+            remaining = deadline - time.monotonic()
+            try:
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            jobs.append(job)
+            if job is None:
+                break
+        return jobs
+
+    def _decode_jobs(self, jobs: list[_Job]) -> None:
+        groups: dict[int, list[_Job]] = {}
+        for job in jobs:
+            if not job.future.cancelled():
+                groups.setdefault(len(job.frames), []).append(job)
+        for length, group in groups.items():
+            started = time.perf_counter()
+            try:
+                audio = decode_batch(self._model, np.stack([j.frames for j in group]), self._tier.device)
+            except Exception as err:  # the stream gets the error; the worker lives on
+                _LOGGER.exception("SNAC decode of %d windows failed", len(group))
+                for job in group:
+                    job.loop.call_soon_threadsafe(_settle, job.future, None, err)
+                continue
+            self._count(len(group), length, time.perf_counter() - started)
+            for index, job in enumerate(group):
+                job.loop.call_soon_threadsafe(_settle, job.future, audio[index], None)
+
+    def _count(self, windows: int, length: int, seconds: float) -> None:
+        stats = self.stats
+        stats.batches += 1
+        stats.windows += windows
+        stats.frames_decoded += windows * length
+        stats.busy_seconds += seconds
+        stats.batch_sizes[windows] = stats.batch_sizes.get(windows, 0) + 1
+
+
+def _settle(
+    future: asyncio.Future[np.ndarray], result: np.ndarray | None, error: BaseException | None
+) -> None:
+    if future.done():
+        return  # the stream was cancelled meanwhile
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert result is not None
+        future.set_result(result)

@@ -1,0 +1,410 @@
+"""Settings: defaults < YAML file < environment (and .env) < command-line flags."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import yaml
+
+ENV_PREFIX = "ORPHEUS_"
+LLM_APIS = ("openai", "ollama")
+PROMPT_FORMATS = ("training", "audio")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+LOG_FORMAT_DEFAULT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class ConfigError(Exception):
+    """A setting has an invalid value; the message names the setting and its source."""
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    """One Orpheus LLM server."""
+
+    url: str
+    """Base URL (`http://host:8080/v1`) or the full endpoint URL."""
+    api: str = "openai"
+    """Dialect: `openai` (/v1/completions, SSE) or `ollama` (/api/generate, NDJSON)."""
+    model: str = "orpheus"
+    """Model name sent in the request (llama-server ignores it; Ollama and LM Studio need it)."""
+    api_key: str | None = None
+    """Sent as `Authorization: Bearer <key>` when set."""
+    prompt_format: str = "training"
+    """`training`: the fine-tune's token layout; `audio`: `<|audio|>{voice}: {text}<|eot_id|>`."""
+    voices: tuple[str, ...] = ()
+    """Voice names or language codes this server speaks; empty means the English voices."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the server, parsed and validated once at start."""
+
+    uri: str = "tcp://0.0.0.0:10200"
+    """Where the Wyoming server listens."""
+    zeroconf: str | None = None
+    """Zeroconf instance name; None disables discovery, "" picks `orpheus-<hostname>`."""
+    http_host: str = "0.0.0.0"
+    """Address of the OpenAI-compatible HTTP API."""
+    http_port: int = 5005
+    """Port of the OpenAI-compatible HTTP API."""
+    http_enabled: bool = True
+    """Serve the HTTP API at all."""
+    upstreams: tuple[UpstreamSettings, ...] = (UpstreamSettings("http://127.0.0.1:8080/v1"),)
+    """The Orpheus LLM servers."""
+    connect_timeout: float = 5.0
+    """Seconds to open a connection to an LLM server."""
+    first_token_timeout: float = 30.0
+    """Seconds from sending a request to the first streamed token."""
+    stall_timeout: float = 10.0
+    """Seconds allowed between two streamed tokens."""
+    request_timeout: float = 120.0
+    """Seconds one LLM request may take in all."""
+    upstream_cooldown: float = 30.0
+    """Seconds a failed LLM server is skipped while others are healthy."""
+    max_tokens: int = 8192
+    """Upper bound of the tokens one request may generate (~100 s of speech)."""
+    temperature: float = 0.6
+    """Sampling temperature."""
+    top_p: float = 0.9
+    """Nucleus sampling."""
+    repetition_penalty: float = 1.1
+    """Orpheus needs >= 1.1 for stable speech."""
+    snac_model: str = "hubertsiuzdak/snac_24khz"
+    """SNAC codec: a local directory (config.json + pytorch_model.bin) or a hub id."""
+    device: str = "auto"
+    """Where SNAC decodes: auto, cpu, cuda or mps."""
+    voice: str = "tara"
+    """Voice used when a request names none."""
+    streaming: bool = True
+    """Advertise streaming synthesis (synthesize-start/-chunk/-stop) to Wyoming clients."""
+    max_text_chars: int = 10000
+    """Longest text one request may carry."""
+    segment_max_chars: int = 600
+    """Longest text per LLM request (~45 s of speech; Orpheus degrades beyond)."""
+    segment_pause_ms: int = 150
+    """Silence between two segments of one answer."""
+    lookahead_segments: int = 1
+    """Segments whose LLM request starts while the current one still streams."""
+    speed: float = 1.0
+    """Default tempo factor (0.5-2.0), pitch unchanged."""
+    max_concurrent: int | None = None
+    """Syntheses at once; None takes the hardware tier's limit."""
+    queue_timeout: float = 10.0
+    """Seconds a request waits for a free synthesis slot before a busy error."""
+    decode_batch_size: int | None = None
+    """Decode windows per batch; None takes the hardware tier's value."""
+    decode_threads: int | None = None
+    """CPU threads for decoding; None takes the hardware tier's value."""
+    compile: bool | None = None
+    """torch.compile the decoder; None takes the hardware tier's choice."""
+    shutdown_grace: float = 10.0
+    """Seconds in-flight syntheses may finish after SIGTERM before they are cancelled."""
+    debug: bool = False
+    """Log at DEBUG level."""
+    log_format: str = LOG_FORMAT_DEFAULT
+    """Python logging format."""
+
+
+# --- value parsers: each takes a raw value (a str from env/flags, any type from YAML) ---
+
+Parser = Callable[[Any], Any]
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ValueError("must be a string")
+    return str(value)
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else _str(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _int_in(low: int, high: int, optional: bool = False) -> Parser:
+    def parse(value: Any) -> int | None:
+        if optional and (value is None or str(value).strip().lower() in ("", "auto", "none")):
+            return None
+        if isinstance(value, bool):
+            raise ValueError("must be an integer")
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError("must be an integer") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return number
+
+    return parse
+
+
+def _float_in(low: float, high: float) -> Parser:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError("must be a number")
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if not (math.isfinite(number) and low <= number <= high):
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return number
+
+    return parse
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _optional_bool(value: Any) -> bool | None:
+    if value is None or str(value).strip().lower() in ("", "auto", "none"):
+        return None
+    return _bool(value)
+
+
+def _http_url(value: Any) -> str:
+    text = _str(value).strip()
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    try:
+        parsed.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return text.rstrip("/")
+
+
+def _uri(value: Any) -> str:
+    text = _str(value).strip()
+    parsed = urlparse(text)
+    if parsed.scheme == "tcp":
+        try:
+            port = parsed.port
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        if not parsed.hostname or port is None:
+            raise ValueError("must look like tcp://HOST:PORT")
+    elif parsed.scheme not in ("unix", "stdio"):
+        raise ValueError("must start with tcp://, unix:// or stdio://")
+    return text
+
+
+def _url_list(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError("must be one URL or a list of URLs")
+    return tuple(_http_url(item) for item in items if str(item).strip())
+
+
+def _name_list(value: Any) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError("must be a list of voice names or language codes")
+    return tuple(_str(item).strip() for item in items if str(item).strip())
+
+
+@dataclass(frozen=True)
+class _Field:
+    parse: Parser
+    env: tuple[str, ...] = ()
+    """Extra environment names (the names of the project this one replaces)."""
+
+
+_FIELDS: dict[str, _Field] = {
+    "uri": _Field(_uri),
+    "zeroconf": _Field(_optional_str),
+    "http_host": _Field(_str, env=("ORPHEUS_HOST",)),
+    "http_port": _Field(_int_in(1, 65535), env=("ORPHEUS_PORT",)),
+    "http_enabled": _Field(_bool),
+    "llm_urls": _Field(_url_list, env=("ORPHEUS_API_URL",)),
+    "llm_api": _Field(_choice(*LLM_APIS)),
+    "llm_model": _Field(_str),
+    "llm_api_key": _Field(_optional_str),
+    "llm_prompt_format": _Field(_choice(*PROMPT_FORMATS)),
+    "upstreams": _Field(lambda v: v),  # validated in _upstreams_from_yaml
+    "connect_timeout": _Field(_float_in(0.1, 600)),
+    "first_token_timeout": _Field(_float_in(0.1, 3600)),
+    "stall_timeout": _Field(_float_in(0.1, 3600)),
+    "request_timeout": _Field(_float_in(1, 86400), env=("ORPHEUS_API_TIMEOUT",)),
+    "upstream_cooldown": _Field(_float_in(0, 3600)),
+    "max_tokens": _Field(_int_in(7, 1_000_000), env=("ORPHEUS_MAX_TOKENS",)),
+    "temperature": _Field(_float_in(0, 2), env=("ORPHEUS_TEMPERATURE",)),
+    "top_p": _Field(_float_in(0.01, 1), env=("ORPHEUS_TOP_P",)),
+    "repetition_penalty": _Field(_float_in(0.5, 3)),
+    "snac_model": _Field(_str),
+    "device": _Field(_choice(*DEVICES)),
+    "voice": _Field(_str),
+    "streaming": _Field(_bool),
+    "max_text_chars": _Field(_int_in(1, 1_000_000)),
+    "segment_max_chars": _Field(_int_in(20, 5000)),
+    "segment_pause_ms": _Field(_int_in(0, 10_000)),
+    "lookahead_segments": _Field(_int_in(0, 8)),
+    "speed": _Field(_float_in(0.5, 2.0)),
+    "max_concurrent": _Field(_int_in(1, 1024, optional=True)),
+    "queue_timeout": _Field(_float_in(0, 3600)),
+    "decode_batch_size": _Field(_int_in(1, 256, optional=True)),
+    "decode_threads": _Field(_int_in(1, 1024, optional=True)),
+    "compile": _Field(_optional_bool),
+    "shutdown_grace": _Field(_float_in(0, 3600)),
+    "debug": _Field(_bool),
+    "log_format": _Field(_str),
+}
+
+_UPSTREAM_KEYS = {
+    "url": _http_url,
+    "api": _choice(*LLM_APIS),
+    "model": _str,
+    "api_key": _optional_str,
+    "prompt_format": _choice(*PROMPT_FORMATS),
+    "voices": _name_list,
+}
+
+# Layers from lowest to highest precedence.
+LAYER_ORDER = ("default", "file", "dotenv", "env", "flag")
+
+
+@dataclass
+class RawLayer:
+    """Raw values of one source, each with a label naming where it came from."""
+
+    rank: int
+    values: dict[str, tuple[Any, str]] = field(default_factory=dict)
+
+
+def read_yaml_file(path: str) -> RawLayer:
+    """Read the YAML config file into a raw layer; unknown keys are errors."""
+    label = f"config file {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = yaml.safe_load(text) or {}
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings")
+    layer = RawLayer(LAYER_ORDER.index("file"))
+    for key, value in data.items():
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown setting '{key}' in {label}")
+        layer.values[key] = (value, f"{label}, key {key}")
+    return layer
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a .env file: KEY=VALUE lines, # comments, optional quotes and `export`."""
+    if not path.is_file():
+        return {}
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def env_layer(environ: Mapping[str, str], kind: str) -> RawLayer:
+    """Pick the ORPHEUS_* settings (and the legacy names) out of an environment."""
+    layer = RawLayer(LAYER_ORDER.index(kind))
+    where = "environment" if kind == "env" else ".env file"
+    for key, spec in _FIELDS.items():
+        if key == "upstreams":
+            continue
+        # The legacy names rank below our own name when both are set.
+        for name in (*spec.env, ENV_PREFIX + key.upper()):
+            if name in environ:
+                layer.values[key] = (environ[name], f"{where} {name}")
+    return layer
+
+
+def build_settings(layers: list[RawLayer]) -> Settings:
+    """Merge raw layers by precedence and validate every value into Settings."""
+    merged: dict[str, tuple[Any, str, int]] = {}
+    for layer in sorted(layers, key=lambda item: item.rank):
+        for key, (value, source) in layer.values.items():
+            merged[key] = (value, source, layer.rank)
+
+    parsed: dict[str, Any] = {}
+    for key, (value, source, _rank) in merged.items():
+        if key == "upstreams":
+            continue
+        try:
+            parsed[key] = _FIELDS[key].parse(value)
+        except ValueError as err:
+            raise ConfigError(f"{key}={value!r} (from {source}) {err}") from None
+
+    kwargs = {k: v for k, v in parsed.items() if not k.startswith("llm_")}
+    upstreams = _resolve_upstreams(merged, parsed)
+    if upstreams:
+        kwargs["upstreams"] = upstreams
+    return Settings(**kwargs)
+
+
+def _resolve_upstreams(
+    merged: dict[str, tuple[Any, str, int]], parsed: dict[str, Any]
+) -> tuple[UpstreamSettings, ...]:
+    """Build the upstream list from `llm_urls` or the YAML `upstreams`, whichever ranks higher."""
+    defaults = UpstreamSettings(url="")
+    common = {
+        "api": parsed.get("llm_api", defaults.api),
+        "model": parsed.get("llm_model", defaults.model),
+        "api_key": parsed.get("llm_api_key", defaults.api_key),
+        "prompt_format": parsed.get("llm_prompt_format", defaults.prompt_format),
+    }
+    urls_rank = merged["llm_urls"][2] if "llm_urls" in merged else -1
+    if "upstreams" in merged and merged["upstreams"][2] > urls_rank:
+        value, source, _ = merged["upstreams"]
+        return _upstreams_from_yaml(value, source, common)
+    urls = parsed.get("llm_urls") or (Settings().upstreams[0].url,)
+    return tuple(UpstreamSettings(url=url, **common) for url in urls)
+
+
+def _upstreams_from_yaml(
+    value: Any, source: str, common: dict[str, Any]
+) -> tuple[UpstreamSettings, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"upstreams (from {source}) must be a non-empty list of mappings")
+    result = []
+    for index, item in enumerate(value):
+        where = f"upstreams[{index}] (from {source})"
+        if isinstance(item, str):
+            item = {"url": item}
+        if not isinstance(item, dict) or "url" not in item:
+            raise ConfigError(f"{where} must be a URL or a mapping with a url")
+        values = dict(common)
+        for key, raw in item.items():
+            if key not in _UPSTREAM_KEYS:
+                raise ConfigError(f"unknown setting '{key}' in {where}")
+            try:
+                values[key] = _UPSTREAM_KEYS[key](raw)
+            except ValueError as err:
+                raise ConfigError(f"{where} {key}={raw!r} {err}") from None
+        result.append(UpstreamSettings(**values))
+    return tuple(result)

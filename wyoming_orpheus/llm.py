@@ -1,0 +1,268 @@
+"""The upstream Orpheus LLM client: prompts, the two streaming dialects, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import aiohttp
+
+from .config import Settings, UpstreamSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+# Stop on end-of-speech (<custom_token_2>), end-of-AI and end-of-turn (REFERENCE.md 1).
+STOP_STRINGS = ["<custom_token_2>", "<custom_token_6>", "<|eot_id|>"]
+
+# ~82 audio tokens per second of speech; ~12 characters per second of English speech at
+# the slow end; 1.5x headroom plus room for the lead-in silence the model often makes.
+TOKENS_PER_SECOND = 82.03
+CHARS_PER_SECOND = 12.0
+TOKEN_HEADROOM = 1.5
+TOKEN_BASE = 140
+TOKEN_SLACK = 64
+
+
+class UpstreamError(Exception):
+    """An LLM server failed; the message names the cause a user can fix."""
+
+    code = "upstream-error"
+
+
+class UpstreamUnreachable(UpstreamError):
+    """The server could not be connected to."""
+
+    code = "upstream-unreachable"
+
+
+class UpstreamAuthError(UpstreamError):
+    """The server wants an API key (or a different one)."""
+
+    code = "upstream-auth"
+
+
+class UpstreamTimeout(UpstreamError):
+    """The server took too long to answer or stalled."""
+
+    code = "upstream-timeout"
+
+
+class NoAudioError(UpstreamError):
+    """The server answered without a single audio token."""
+
+    code = "no-audio"
+
+
+def build_prompt(voice: str, text: str, prompt_format: str) -> str:
+    """Build the Orpheus prompt for a voice and a text."""
+    if prompt_format == "audio":
+        # The GGUF builds carry <|audio|> as one token; the model emits start-of-speech.
+        return f"<|audio|>{voice}: {text}<|eot_id|>"
+    # The fine-tune's training layout: start-of-human, BOS, "{voice}: {text}", end-of-turn,
+    # end-of-human, start-of-AI, start-of-speech.
+    return (
+        f"<custom_token_3><|begin_of_text|>{voice}: {text}<|eot_id|>"
+        "<custom_token_4><custom_token_5><custom_token_1>"
+    )
+
+
+def max_tokens_for(text: str, cap: int) -> int:
+    """Size max_tokens from the text: the expected speech with headroom, capped by config."""
+    seconds = len(text) / CHARS_PER_SECOND
+    return min(cap, int(seconds * TOKENS_PER_SECOND * TOKEN_HEADROOM) + TOKEN_BASE)
+
+
+def endpoint_url(upstream: UpstreamSettings) -> str:
+    """Turn a base URL (`http://h:8080`, `.../v1`) or a full endpoint URL into the endpoint."""
+    url = upstream.url.rstrip("/")
+    path = urlparse(url).path
+    if upstream.api == "ollama":
+        if path.endswith("/api/generate"):
+            return url
+        base = url[: len(url) - len(path)] if path else url
+        return base + "/api/generate"
+    if path.endswith("/completions"):
+        return url
+    if path.endswith("/v1"):
+        return url + "/completions"
+    return url + "/v1/completions"
+
+
+def request_body(
+    upstream: UpstreamSettings, settings: Settings, voice: str, text: str
+) -> dict[str, Any]:
+    """Build the JSON body for the upstream's dialect."""
+    prompt = build_prompt(voice, text, upstream.prompt_format)
+    max_tokens = max_tokens_for(text, settings.max_tokens)
+    if upstream.api == "ollama":
+        # NOTE: Ollama's /v1/completions cannot carry raw mode or a repeat penalty and
+        # applies the chat template, so the model would answer in words (REFERENCE.md 3).
+        return {
+            "model": upstream.model,
+            "prompt": prompt,
+            "raw": True,
+            "stream": True,
+            "options": {
+                "temperature": settings.temperature,
+                "top_p": settings.top_p,
+                "repeat_penalty": settings.repetition_penalty,
+                "num_predict": max_tokens,
+                "stop": STOP_STRINGS,
+            },
+        }
+    return {
+        "model": upstream.model,
+        "prompt": prompt,
+        "stream": True,
+        "max_tokens": max_tokens,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        # llama.cpp reads repeat_penalty, vLLM repetition_penalty; each ignores the other.
+        "repeat_penalty": settings.repetition_penalty,
+        "repetition_penalty": settings.repetition_penalty,
+        "stop": STOP_STRINGS,
+    }
+
+
+@dataclass
+class StreamLimits:
+    """How long each phase of one request may take."""
+
+    first_token: float
+    stall: float
+
+
+async def stream_completion(
+    session: aiohttp.ClientSession,
+    upstream: UpstreamSettings,
+    settings: Settings,
+    voice: str,
+    text: str,
+) -> AsyncIterator[str]:
+    """Send one request and yield the token text as it streams in."""
+    url = endpoint_url(upstream)
+    headers = {"X-Request-ID": uuid.uuid4().hex}
+    if upstream.api_key:
+        headers["Authorization"] = f"Bearer {upstream.api_key}"
+    body = request_body(upstream, settings, voice, text)
+    limits = StreamLimits(settings.first_token_timeout, settings.stall_timeout)
+    timeout = aiohttp.ClientTimeout(
+        total=settings.request_timeout,
+        connect=settings.connect_timeout,
+        sock_connect=settings.connect_timeout,
+    )
+    _LOGGER.debug("POST %s (request %s, max_tokens %s)", url, headers["X-Request-ID"], body.get("max_tokens"))
+    try:
+        async with asyncio.timeout(limits.first_token):
+            response = await session.post(url, json=body, headers=headers, timeout=timeout)
+    except TimeoutError:
+        raise UpstreamTimeout(f"LLM server at {url} did not answer within {limits.first_token:g} s") from None
+    except aiohttp.ClientError as err:
+        raise UpstreamUnreachable(f"cannot reach the LLM server at {url}: {err}") from err
+    # NOTE: some servers ignore max_tokens (koboldcpp, misconfigured proxies); stop reading
+    # a little past it ourselves so a never-ending stream cannot hold a synthesis forever.
+    budget = max_tokens_for(text, settings.max_tokens) + TOKEN_SLACK
+    completed = False
+    try:
+        await _check_status(response, url, upstream)
+        parse = _parse_ndjson if upstream.api == "ollama" else _parse_sse
+        async for text_piece in _read_lines(response, url, limits, parse):
+            budget -= max(1, text_piece.count("<"))
+            if budget < 0:
+                _LOGGER.warning("LLM server at %s went past max_tokens; stopping it", url)
+                return
+            yield text_piece
+        completed = True
+    finally:
+        if not completed:
+            # NOTE: closing the connection (not returning it to the pool) is what makes the
+            # LLM server stop generating for a client that went away.
+            response.close()
+        response.release()
+
+
+async def _check_status(
+    response: aiohttp.ClientResponse, url: str, upstream: UpstreamSettings
+) -> None:
+    if response.status == 200:
+        return
+    detail = (await response.text(errors="replace"))[:300].strip()
+    if response.status in (401, 403):
+        hint = "set llm_api_key (--llm-api-key)" if not upstream.api_key else "check llm_api_key"
+        raise UpstreamAuthError(
+            f"LLM server at {url} refused the request (HTTP {response.status}): {hint}"
+        )
+    hint = ""
+    if response.status == 404:
+        other = "ollama" if upstream.api == "openai" else "openai"
+        hint = f"; is the URL right, or is it a server of the other dialect (--llm-api {other})?"
+    raise UpstreamError(f"LLM server at {url} answered HTTP {response.status}: {detail}{hint}")
+
+
+async def _read_lines(
+    response: aiohttp.ClientResponse,
+    url: str,
+    limits: StreamLimits,
+    parse: Any,
+) -> AsyncIterator[str]:
+    """Read the body line by line with the first-token and stall timeouts."""
+    wait = limits.first_token
+    while True:
+        try:
+            async with asyncio.timeout(wait):
+                line = await response.content.readline()
+        except TimeoutError:
+            phase = "first token" if wait == limits.first_token else "next token"
+            raise UpstreamTimeout(
+                f"LLM server at {url} sent no {phase} within {wait:g} s"
+            ) from None
+        except aiohttp.ClientError as err:
+            raise UpstreamError(f"connection to the LLM server at {url} broke: {err}") from err
+        if not line:
+            return
+        text, done = parse(line.decode("utf-8", errors="replace").strip(), url)
+        if text:
+            wait = limits.stall
+            yield text
+        if done:
+            return
+
+
+def _parse_sse(line: str, url: str) -> tuple[str, bool]:
+    """Parse one SSE line of an OpenAI completions stream: (text, finished)."""
+    if not line.startswith("data:"):
+        return "", False  # blank separators, comments, event names
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return "", True
+    event = _json(data, url)
+    if "error" in event:
+        raise UpstreamError(f"LLM server at {url} reported an error: {event['error']}")
+    choices = event.get("choices") or [{}]
+    return str(choices[0].get("text") or ""), False
+
+
+def _parse_ndjson(line: str, url: str) -> tuple[str, bool]:
+    """Parse one line of Ollama's /api/generate stream: (text, finished)."""
+    if not line:
+        return "", False
+    event = _json(line, url)
+    if "error" in event:
+        raise UpstreamError(f"LLM server at {url} reported an error: {event['error']}")
+    return str(event.get("response") or ""), bool(event.get("done"))
+
+
+def _json(data: str, url: str) -> dict[str, Any]:
+    try:
+        event = json.loads(data)
+    except json.JSONDecodeError:
+        raise UpstreamError(f"LLM server at {url} sent a line that is not JSON: {data[:100]!r}") from None
+    if not isinstance(event, dict):
+        raise UpstreamError(f"LLM server at {url} sent an unexpected event: {data[:100]!r}")
+    return event

@@ -1,0 +1,261 @@
+"""One request end to end: text parts -> segments -> upstream tokens -> frames -> PCM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .audio import LeadTrimmer, TempoChanger, silence, to_int16
+from .codec import DecodeWorker
+from .config import Settings
+from .llm import UpstreamError
+from .stream_decoder import Playback, StreamDecoder
+from .text import Part, Pause, TextError, clean_text, split_segments, ssml_to_parts
+from .tokens import FrameParser
+from .upstreams import UpstreamPool
+from .voices import Voice, VoiceCatalog
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class BusyError(Exception):
+    """Every synthesis slot stayed taken for the queue timeout."""
+
+    code = "busy"
+
+
+class VoiceError(ValueError):
+    """The voice is not on offer."""
+
+    code = "unknown-voice"
+
+
+@dataclass
+class SynthesisStats:
+    """Counters for logs and health."""
+
+    requests: int = 0
+    active: int = 0
+    busy_rejections: int = 0
+    failures: int = 0
+    dropped_tokens: int = 0
+    invalid_tokens: int = 0
+
+
+_END = object()
+
+
+class Synthesizer:
+    """Shared by both front doors: one decoder, one upstream pool, one concurrency limit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: VoiceCatalog,
+        pool: UpstreamPool,
+        worker: DecodeWorker,
+        max_concurrent: int,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self._pool = pool
+        self._worker = worker
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self.max_concurrent = max_concurrent
+        self.stats = SynthesisStats()
+
+    def resolve_voice(self, name: str | None) -> Voice:
+        """Return the named voice, or the default voice when no name is given."""
+        voice = self.catalog.get(name or self.settings.voice)
+        if voice is None:
+            offered = ", ".join(v.name for v in self.catalog.voices)
+            raise VoiceError(f"unknown voice '{name}'; this server offers: {offered}")
+        return voice
+
+    def prepare(self, text: str, ssml: bool = False) -> list[Part]:
+        """Validate a whole text (plain or SSML) and turn it into parts."""
+        self.check_length(len(text))
+        parts = ssml_to_parts(text) if ssml else [text]
+        if not any(isinstance(p, str) and clean_text(p) for p in parts):
+            raise TextError("the text is empty: there is nothing to speak")
+        return parts
+
+    def check_length(self, length: int) -> None:
+        """Reject text over the configured limit."""
+        if length > self.settings.max_text_chars:
+            raise TextError(
+                f"the text has {length} characters; this server takes at most "
+                f"{self.settings.max_text_chars} (max_text_chars)"
+            )
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the synthesis slots; wait at most queue_timeout for it."""
+        try:
+            async with asyncio.timeout(self.settings.queue_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            self.stats.busy_rejections += 1
+            raise BusyError(
+                f"server busy: {self.max_concurrent} syntheses are running; try again shortly"
+            ) from None
+        self.stats.active += 1
+        try:
+            yield
+        finally:
+            self.stats.active -= 1
+            self._slots.release()
+
+    async def synthesize(
+        self, parts: AsyncIterable[Part] | Iterable[Part], voice: Voice, speed: float = 1.0
+    ) -> AsyncIterator[np.ndarray]:
+        """Yield 24 kHz int16 mono PCM for the parts, while the LLM still generates."""
+        self.stats.requests += 1
+        playback = Playback()
+        tempo = TempoChanger(speed)
+        async with self.slot():
+            try:
+                async for samples in self._pcm(_aiter(parts), voice, playback):
+                    out = tempo.push(to_int16(samples) if samples.dtype != np.int16 else samples)
+                    if len(out):
+                        playback.sent(len(out))
+                        yield out
+                tail = tempo.flush()
+                if len(tail):
+                    yield tail
+            except Exception:
+                self.stats.failures += 1
+                raise
+
+    async def _pcm(
+        self, parts: AsyncIterator[Part], voice: Voice, playback: Playback
+    ) -> AsyncIterator[np.ndarray]:
+        """Speak segments in order while up to `lookahead` later ones already generate."""
+        feeds: asyncio.Queue[object] = asyncio.Queue()
+        window = asyncio.Semaphore(1 + self.settings.lookahead_segments)
+        feeder = asyncio.create_task(self._feed(parts, voice, feeds, window))
+        spoken = False
+        try:
+            while (item := await feeds.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, Pause):
+                    yield silence(item.seconds)
+                    continue
+                assert isinstance(item, _TokenFeed)
+                if spoken and self.settings.segment_pause_ms:
+                    yield silence(self.settings.segment_pause_ms / 1000)
+                async for samples in self._speak(item, playback):
+                    yield samples
+                spoken = True
+                window.release()
+        finally:
+            feeder.cancel()
+            while not feeds.empty():
+                item = feeds.get_nowait()
+                if isinstance(item, _TokenFeed):
+                    item.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeder
+
+    async def _feed(
+        self,
+        parts: AsyncIterator[Part],
+        voice: Voice,
+        feeds: asyncio.Queue[object],
+        window: asyncio.Semaphore,
+    ) -> None:
+        """Start each segment's upstream request as soon as the lookahead window allows."""
+        try:
+            async for part in parts:
+                if isinstance(part, Pause):
+                    feeds.put_nowait(part)
+                    continue
+                for segment in split_segments(clean_text(part), self.settings.segment_max_chars):
+                    await window.acquire()
+                    feeds.put_nowait(_TokenFeed(self._pool.stream(voice.name, segment)))
+            feeds.put_nowait(_END)
+        except Exception as err:  # reaches the consumer in order, after earlier audio
+            feeds.put_nowait(err)
+
+    async def _speak(self, feed: _TokenFeed, playback: Playback) -> AsyncIterator[np.ndarray]:
+        """Turn one segment's tokens into exact PCM; flush what came before a late failure."""
+        parser = FrameParser()
+        decoder = StreamDecoder(self._worker.decode, lead=playback.lead)
+        trimmer = LeadTrimmer()
+        error: UpstreamError | None = None
+        try:
+            async for text in feed:
+                frames = parser.feed(text)
+                samples = await decoder.push(frames) if frames else None
+                if samples is not None:
+                    yield trimmer.push(samples)
+        except UpstreamError as err:
+            if decoder.frames == 0:
+                raise
+            error = err  # audio already started: end the segment cleanly, then report
+        finally:
+            feed.cancel()
+        parser.finish()
+        yield trimmer.push(await decoder.finish())
+        yield trimmer.flush()
+        self._record(parser)
+        if error is not None:
+            raise error
+
+    def _record(self, parser: FrameParser) -> None:
+        stats = parser.stats
+        self.stats.dropped_tokens += stats.dropped_tokens
+        self.stats.invalid_tokens += stats.invalid_tokens
+        _LOGGER.debug(
+            "Segment done: %d frames, %d dropped and %d invalid tokens, end-of-speech %s",
+            stats.frames,
+            stats.dropped_tokens,
+            stats.invalid_tokens,
+            stats.end_of_speech,
+        )
+
+
+class _TokenFeed:
+    """Reads one upstream stream into a queue in its own task, so reading never waits on decoding."""
+
+    def __init__(self, stream: AsyncIterator[str]) -> None:
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._task = asyncio.create_task(self._read(stream))
+
+    async def _read(self, stream: AsyncIterator[str]) -> None:
+        try:
+            async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                async for piece in stream:
+                    self._queue.put_nowait(piece)
+            self._queue.put_nowait(_END)
+        except Exception as err:
+            self._queue.put_nowait(err)
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[str]:
+        while (item := await self._queue.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, str)
+            yield item
+
+    def cancel(self) -> None:
+        """Stop reading; the upstream connection closes at once."""
+        self._task.cancel()
+
+
+async def _aiter(parts: AsyncIterable[Part] | Iterable[Part]) -> AsyncIterator[Part]:
+    if isinstance(parts, AsyncIterable):
+        async for part in parts:
+            yield part
+    else:
+        for part in parts:
+            yield part

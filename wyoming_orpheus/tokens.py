@@ -1,0 +1,129 @@
+"""Token text -> validated 7-code SNAC frames."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+_LOGGER = logging.getLogger(__name__)
+
+# Token id 128256 + N is printed by the servers as `<custom_token_N>`.
+CUSTOM_TOKEN_OFFSET = 128256
+AUDIO_TOKEN_BASE = 10  # <custom_token_10> is slot 0, code 0
+CODES_PER_SLOT = 4096
+SLOTS_PER_FRAME = 7
+END_OF_SPEECH = 2  # <custom_token_2>, token id 128258
+
+_TOKEN_RE = re.compile(r"<custom_token_(\d+)>")
+_TOKEN_PREFIX = "<custom_token_"
+
+Frame = tuple[int, int, int, int, int, int, int]
+
+
+def iter_token_numbers(text: str) -> Iterator[int]:
+    """Yield N for every complete `<custom_token_N>` in text."""
+    for match in _TOKEN_RE.finditer(text):
+        yield int(match.group(1))
+
+
+def is_audio_token(number: int) -> bool:
+    """Tell whether `<custom_token_N>` is a SNAC code (slot 0..6, code 0..4095)."""
+    return AUDIO_TOKEN_BASE <= number < AUDIO_TOKEN_BASE + SLOTS_PER_FRAME * CODES_PER_SLOT
+
+
+def has_audio_token(text: str) -> bool:
+    """Tell whether text holds at least one complete audio token."""
+    return any(is_audio_token(n) for n in iter_token_numbers(text))
+
+
+@dataclass
+class FrameStats:
+    """What the parser saw; dropped counts are visible in logs and metrics."""
+
+    frames: int = 0
+    audio_tokens: int = 0
+    invalid_tokens: int = 0
+    """Tokens outside slot 0..6 (for example a code of 4096 in slot 6)."""
+    dropped_tokens: int = 0
+    """Valid tokens discarded while resynchronising after a slot mismatch."""
+    end_of_speech: bool = False
+
+
+class FrameParser:
+    """Turn streamed token text into frames, whatever the chunking.
+
+    The slot of a token comes from its number, not from its position in the stream,
+    so a broken frame is detected and only that frame is lost.
+    """
+
+    def __init__(self) -> None:
+        self.stats = FrameStats()
+        self._pending = ""  # text after the last complete token (a token may be split)
+        self._partial: list[int] = []
+
+    def feed(self, text: str) -> list[Frame]:
+        """Parse one chunk (any number of tokens, possibly split) into complete frames."""
+        text = self._pending + text
+        frames: list[Frame] = []
+        end = 0
+        for match in _TOKEN_RE.finditer(text):
+            end = match.end()
+            frame = self._take(int(match.group(1)))
+            if frame is not None:
+                frames.append(frame)
+        self._pending = _incomplete_tail(text[end:])
+        return frames
+
+    def finish(self) -> None:
+        """End the stream: an incomplete last frame cannot be decoded and is dropped."""
+        if self._partial:
+            _LOGGER.debug("Dropping %d tokens of an incomplete last frame", len(self._partial))
+            self.stats.dropped_tokens += len(self._partial)
+            self._partial = []
+        self._pending = ""
+
+    def _take(self, number: int) -> Frame | None:
+        if not is_audio_token(number):
+            if number >= AUDIO_TOKEN_BASE:
+                self.stats.invalid_tokens += 1
+                _LOGGER.debug("Rejecting out-of-range token <custom_token_%d>", number)
+            elif number == END_OF_SPEECH:
+                self.stats.end_of_speech = True
+            return None
+
+        self.stats.audio_tokens += 1
+        slot, code = divmod(number - AUDIO_TOKEN_BASE, CODES_PER_SLOT)
+        if slot != len(self._partial):
+            self._resync(slot)
+            if slot != 0:
+                self.stats.dropped_tokens += 1
+                return None
+        self._partial.append(code)
+        if len(self._partial) < SLOTS_PER_FRAME:
+            return None
+        frame: Frame = tuple(self._partial)  # type: ignore[assignment]
+        self._partial = []
+        self.stats.frames += 1
+        return frame
+
+    def _resync(self, slot: int) -> None:
+        if self._partial:
+            _LOGGER.debug(
+                "Slot %d after %d tokens: dropping the broken frame", slot, len(self._partial)
+            )
+            self.stats.dropped_tokens += len(self._partial)
+            self._partial = []
+
+
+def _incomplete_tail(rest: str) -> str:
+    """Keep a possibly split token at the end of a chunk; drop other text."""
+    start = rest.rfind("<")
+    if start < 0:
+        return ""
+    tail = rest[start:]
+    if ">" in tail or not _TOKEN_PREFIX.startswith(tail[: len(_TOKEN_PREFIX)]):
+        return ""
+    # A run of digits that never ends would grow forever; a token number has at most 6.
+    return tail if len(tail) <= len(_TOKEN_PREFIX) + 7 else ""

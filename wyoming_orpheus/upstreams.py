@@ -1,0 +1,116 @@
+"""A pool of LLM servers: voice binding, least-busy choice, cooldown, one retry."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+
+import aiohttp
+
+from .config import Settings, UpstreamSettings
+from .llm import NoAudioError, UpstreamError, endpoint_url, stream_completion
+from .tokens import has_audio_token
+from .voices import voices_for_binding
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class Upstream:
+    """One LLM server and what the pool knows of it."""
+
+    settings: UpstreamSettings
+    voices: frozenset[str]
+    in_flight: int = 0
+    failed_until: float = 0.0
+    requests: int = 0
+    failures: int = 0
+
+    @property
+    def url(self) -> str:
+        """Return the endpoint URL."""
+        return endpoint_url(self.settings)
+
+
+class UpstreamPool:
+    """Sends each request to the least busy healthy server that speaks its voice."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._clock = clock
+        self.upstreams = [
+            Upstream(u, frozenset(v.name for v in voices_for_binding(u.voices)))
+            for u in settings.upstreams
+        ]
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the shared HTTP session."""
+        if self._session is None:
+            # No connection limit here: the synthesis limit bounds concurrent requests.
+            connector = aiohttp.TCPConnector(limit=0)
+            self._session = aiohttp.ClientSession(connector=connector)
+
+    async def close(self) -> None:
+        """Close the HTTP session and its connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _pick(self, voice: str, exclude: list[Upstream]) -> Upstream | None:
+        candidates = [u for u in self.upstreams if voice in u.voices]
+        fresh = [u for u in candidates if u not in exclude] or candidates
+        if not fresh:
+            return None
+        now = self._clock()
+        healthy = [u for u in fresh if u.failed_until <= now]
+        if healthy:
+            return min(healthy, key=lambda u: u.in_flight)
+        # Every server failed lately: try the one whose cooldown ends first.
+        return min(fresh, key=lambda u: u.failed_until)
+
+    async def stream(self, voice: str, text: str) -> AsyncIterator[str]:
+        """Yield the token text for voice and text; retry once if no audio came yet."""
+        if self._session is None:
+            raise RuntimeError("upstream pool is not started")
+        tried: list[Upstream] = []
+        while True:
+            upstream = self._pick(voice, tried)
+            if upstream is None:
+                raise UpstreamError(f"no LLM server is configured for voice '{voice}'")
+            tried.append(upstream)
+            audio_seen = False
+            try:
+                async for piece in self._stream_one(upstream, voice, text):
+                    audio_seen = audio_seen or has_audio_token(piece)
+                    yield piece
+                if not audio_seen:
+                    raise NoAudioError(
+                        f"the LLM server at {upstream.url} answered without audio tokens: is it "
+                        "serving an Orpheus model without a chat template? For Ollama use "
+                        "--llm-api ollama"
+                    )
+                return
+            except UpstreamError as err:
+                upstream.failures += 1
+                upstream.failed_until = self._clock() + self._settings.upstream_cooldown
+                if audio_seen or len(tried) > 1:
+                    raise
+                _LOGGER.warning("%s; retrying once", err)
+
+    async def _stream_one(self, upstream: Upstream, voice: str, text: str) -> AsyncIterator[str]:
+        assert self._session is not None
+        upstream.in_flight += 1
+        upstream.requests += 1
+        try:
+            completion = stream_completion(
+                self._session, upstream.settings, self._settings, voice, text
+            )
+            async with aclosing(completion) as pieces:
+                async for piece in pieces:
+                    yield piece
+        finally:
+            upstream.in_flight -= 1

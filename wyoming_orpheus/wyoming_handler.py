@@ -1,0 +1,280 @@
+"""Wyoming events: describe/info, synthesize, streaming synthesis, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+import numpy as np
+from sentence_stream import SentenceBoundaryDetector
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
+from wyoming.server import AsyncEventHandler
+from wyoming.tts import (
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeStopped,
+    SynthesizeVoice,
+)
+
+from . import __version__
+from .audio import CHANNELS, SAMPLE_WIDTH
+from .codec import SAMPLE_RATE
+from .errors import error_code, error_text
+from .synthesis import Synthesizer
+from .text import Part, TextError
+from .voices import VoiceCatalog
+
+_LOGGER = logging.getLogger(__name__)
+
+SAMPLES_PER_CHUNK = 1024  # the chunk size of the ecosystem's servers (wyoming-piper)
+_ORPHEUS = Attribution(name="Canopy Labs (Orpheus TTS)", url="https://github.com/canopyai/Orpheus-TTS")
+_PROGRAM = Attribution(name="wyoming-orpheus", url="https://github.com/wyoming-orpheus/wyoming-orpheus")
+
+
+def build_info(catalog: VoiceCatalog, streaming: bool) -> Info:
+    """Describe the one TTS program and every offered voice."""
+    voices = [
+        TtsVoice(
+            name=voice.name,
+            description=voice.description,
+            attribution=_ORPHEUS,
+            installed=True,
+            version=None,
+            languages=[voice.language],
+        )
+        for voice in catalog.voices
+    ]
+    program = TtsProgram(
+        name="orpheus",
+        description="Orpheus TTS: natural, expressive speech from an LLM with SNAC audio",
+        attribution=_PROGRAM,
+        installed=True,
+        version=__version__,
+        voices=voices,
+        supports_synthesize_streaming=streaming,
+    )
+    return Info(tts=[program])
+
+
+class _TextStream:
+    """Text of one streaming request: chunks in, complete sentences out."""
+
+    def __init__(self) -> None:
+        self._detector = SentenceBoundaryDetector()
+        self._sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        self.chars = 0
+        self.stopped = asyncio.Event()
+        self.failed = False
+
+    def add(self, text: str) -> None:
+        """Take one chunk; queue every sentence it completes."""
+        self.chars += len(text)
+        for sentence in self._detector.add_chunk(text):
+            self._sentences.put_nowait(sentence)
+
+    def stop(self) -> None:
+        """End of text: queue the unfinished last sentence."""
+        rest = self._detector.finish()
+        if rest.strip():
+            self._sentences.put_nowait(rest)
+        self._sentences.put_nowait(None)
+        self.stopped.set()
+
+    async def parts(self) -> AsyncIterator[Part]:
+        """Yield sentences as they complete."""
+        while (sentence := await self._sentences.get()) is not None:
+            yield sentence
+
+
+class OrpheusEventHandler(AsyncEventHandler):
+    """One client connection; synthesis runs in tasks so events keep being read."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        info: Info,
+        synthesizer: Synthesizer,
+    ) -> None:
+        super().__init__(reader, writer)
+        self._info_event = info.event()
+        self._synthesizer = synthesizer
+        self._stream: _TextStream | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Tell whether this connection has synthesis work in flight."""
+        return self._task is not None and not self._task.done()
+
+    async def handle_event(self, event: Event) -> bool:
+        """Dispatch one event; never waits for synthesis."""
+        if Describe.is_type(event.type):
+            await self.write_event(self._info_event)
+        elif SynthesizeStart.is_type(event.type):
+            self._start_stream(SynthesizeStart.from_event(event).voice)
+        elif SynthesizeChunk.is_type(event.type):
+            await self._add_chunk(SynthesizeChunk.from_event(event).text)
+        elif SynthesizeStop.is_type(event.type):
+            await self._stop_stream()
+        elif Synthesize.is_type(event.type):
+            if self._stream is None:  # inside a stream it is the compatibility copy: ignore
+                self._queue_work(self._synthesize_once(Synthesize.from_event(event)))
+        else:
+            _LOGGER.debug("Ignoring unexpected event: %s", event.type)
+        return True
+
+    async def disconnect(self) -> None:
+        """Cancel the work of a client that went away (its upstream requests close)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def finish(self, grace: float) -> None:
+        """Let in-flight work end within grace seconds, then cancel it (shutdown)."""
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._task), grace)
+        await self.disconnect()
+
+    def _queue_work(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run work after this connection's earlier work, so audio never interleaves."""
+        self._task = asyncio.create_task(_after(self._task, work))
+
+    # --- one-shot synthesis ---
+
+    async def _synthesize_once(self, request: Synthesize) -> None:
+        try:
+            voice = self._synthesizer.resolve_voice(_voice_name(request.voice))
+            parts = self._synthesizer.prepare(request.text, ssml=request.text_format == "ssml")
+            pcm = self._synthesizer.synthesize(parts, voice, self._synthesizer.settings.speed)
+            await self._send_audio(pcm)
+        except Exception as err:
+            await self._send_error(err)
+
+    # --- streaming synthesis ---
+
+    def _start_stream(self, voice: SynthesizeVoice | None) -> None:
+        stream = self._stream = _TextStream()
+        self._queue_work(self._run_stream(stream, voice))
+
+    async def _add_chunk(self, text: str) -> None:
+        stream = self._stream
+        if stream is None or stream.failed:
+            return
+        try:
+            self._synthesizer.check_length(stream.chars + len(text))
+        except TextError as err:
+            stream.failed = True
+            stream.stop()
+            await self._send_error(err)
+            return
+        stream.add(text)
+
+    async def _stop_stream(self) -> None:
+        if self._stream is None:
+            await self.write_event(SynthesizeStopped().event())
+            return
+        if not self._stream.stopped.is_set():
+            self._stream.stop()
+        self._stream = None
+
+    async def _run_stream(self, stream: _TextStream, voice: SynthesizeVoice | None) -> None:
+        try:
+            resolved = self._synthesizer.resolve_voice(_voice_name(voice))
+            pcm = self._synthesizer.synthesize(stream.parts(), resolved, self._synthesizer.settings.speed)
+            await self._send_audio(pcm)
+        except Exception as err:
+            stream.failed = True
+            await self._send_error(err)
+        # NOTE: Home Assistant ends a streamed request only on synthesize-stopped, which
+        # must follow the client's synthesize-stop and all of the audio.
+        await stream.stopped.wait()
+        await self.write_event(SynthesizeStopped().event())
+
+    # --- output ---
+
+    async def _send_audio(self, pcm: AsyncIterator[np.ndarray]) -> None:
+        """Send audio-start, 1024-sample chunks and audio-stop (also after a late failure)."""
+        chunker = _Chunker()
+        await self.write_event(AudioStart(SAMPLE_RATE, SAMPLE_WIDTH, CHANNELS, timestamp=0).event())
+        try:
+            async with contextlib.aclosing(pcm):  # type: ignore[type-var]
+                async for samples in pcm:
+                    for chunk in chunker.push(samples):
+                        await self.write_event(chunk.event())
+            for chunk in chunker.flush():
+                await self.write_event(chunk.event())
+        finally:
+            if not self.writer.is_closing():
+                await self.write_event(AudioStop(timestamp=chunker.timestamp_ms).event())
+
+    async def _send_error(self, err: Exception) -> None:
+        if isinstance(err, ConnectionError) or self.writer.is_closing():
+            return
+        if error_code(err) == "internal-error":
+            _LOGGER.exception("Synthesis failed", exc_info=err)
+        else:
+            _LOGGER.warning("Synthesis failed: %s", err)
+        await self.write_event(Error(text=error_text(err), code=error_code(err)).event())
+
+
+class _Chunker:
+    """Cut PCM into fixed chunks with millisecond timestamps."""
+
+    def __init__(self) -> None:
+        self._buffer = np.zeros(0, dtype=np.int16)
+        self._sent = 0
+
+    @property
+    def timestamp_ms(self) -> int:
+        """Return the position of the next chunk in milliseconds."""
+        return self._sent * 1000 // SAMPLE_RATE
+
+    def push(self, samples: np.ndarray) -> list[AudioChunk]:
+        """Return the whole chunks the buffer now holds."""
+        self._buffer = np.concatenate([self._buffer, samples])
+        whole = len(self._buffer) // SAMPLES_PER_CHUNK * SAMPLES_PER_CHUNK
+        chunks = [self._chunk(self._buffer[i : i + SAMPLES_PER_CHUNK]) for i in range(0, whole, SAMPLES_PER_CHUNK)]
+        self._buffer = self._buffer[whole:]
+        return chunks
+
+    def flush(self) -> list[AudioChunk]:
+        """Return the last, shorter chunk."""
+        rest, self._buffer = self._buffer, self._buffer[:0]
+        return [self._chunk(rest)] if len(rest) else []
+
+    def _chunk(self, samples: np.ndarray) -> AudioChunk:
+        chunk = AudioChunk(
+            rate=SAMPLE_RATE,
+            width=SAMPLE_WIDTH,
+            channels=CHANNELS,
+            audio=samples.astype("<i2").tobytes(),
+            timestamp=self.timestamp_ms,
+        )
+        self._sent += len(samples)
+        return chunk
+
+
+def _voice_name(voice: SynthesizeVoice | None) -> str | None:
+    # Home Assistant sends name and speaker; Orpheus voices have no speakers.
+    return voice.name if voice is not None else None
+
+
+async def _after(previous: asyncio.Task[None] | None, work: Coroutine[Any, Any, None]) -> None:
+    if previous is not None:
+        try:
+            await asyncio.wait([previous])  # returns however previous ended
+        except asyncio.CancelledError:
+            work.close()  # never started: close it so it is not reported as never awaited
+            raise
+    await work

@@ -1,0 +1,80 @@
+"""The Wyoming listener: accept connections, run a handler each, shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from functools import partial
+from urllib.parse import urlparse
+
+from wyoming.info import Info
+
+from .synthesis import Synthesizer
+from .wyoming_handler import OrpheusEventHandler
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class WyomingServer:
+    """Serves the Wyoming protocol on a tcp:// or unix:// URI."""
+
+    def __init__(self, uri: str, info: Info, synthesizer: Synthesizer) -> None:
+        self._uri = urlparse(uri)
+        self._factory = partial(OrpheusEventHandler, info=info, synthesizer=synthesizer)
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: dict[asyncio.Task[None], OrpheusEventHandler] = {}
+
+    @property
+    def host(self) -> str:
+        """Return the address the server is bound to."""
+        return self._uri.hostname or ""
+
+    @property
+    def port(self) -> int:
+        """Return the bound TCP port (the real one when the URI asked for port 0)."""
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        """Start listening."""
+        if self._uri.scheme == "unix":
+            self._server = await asyncio.start_unix_server(self._accept, path=self._uri.path)
+        elif self._uri.scheme == "tcp":
+            self._server = await asyncio.start_server(
+                self._accept, host=self._uri.hostname, port=self._uri.port
+            )
+        else:
+            raise ValueError(f"unsupported Wyoming URI {self._uri.geturl()} (use tcp:// or unix://)")
+        _LOGGER.info("Wyoming server listening on %s", self._uri.geturl())
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = self._factory(reader, writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections[task] = handler
+        try:
+            await handler.run()
+        except ConnectionError:
+            _LOGGER.debug("Client connection lost")
+        finally:
+            self._connections.pop(task, None)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting, let in-flight syntheses finish within grace, then close all."""
+        if self._server is not None:
+            self._server.close()
+        handlers = list(self._connections.values())
+        busy = sum(1 for h in handlers if h.busy)
+        if busy:
+            _LOGGER.info("Waiting up to %g s for %d syntheses to finish", grace, busy)
+        await asyncio.gather(*(h.finish(grace) for h in handlers), return_exceptions=True)
+        for handler in handlers:
+            await handler.stop()
+        tasks = list(self._connections)
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
