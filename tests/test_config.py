@@ -14,7 +14,9 @@ from wyoming_orpheus.config import ConfigError, Settings, UpstreamSettings
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load(tmp_path: Path, argv: list[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+def load(
+    tmp_path: Path, argv: list[str] | None = None, env: dict[str, str] | None = None
+) -> Settings:
     return load_settings(argv or [], env or {}, tmp_path)
 
 
@@ -35,7 +37,9 @@ def test_defaults(tmp_path: Path) -> None:
 
 
 def test_each_layer_overrides_the_one_below(tmp_path: Path) -> None:
-    config = write(tmp_path / "c.yaml", "temperature: 0.5\ntop_p: 0.5\nvoice: leo\nhttp_port: 6000\n")
+    config = write(
+        tmp_path / "c.yaml", "temperature: 0.5\ntop_p: 0.5\nvoice: leo\nhttp_port: 6000\n"
+    )
     write(tmp_path / ".env", "ORPHEUS_TOP_P=0.7\nORPHEUS_VOICE=dan\nORPHEUS_HTTP_PORT=6001\n")
     env = {"ORPHEUS_VOICE": "zoe", "ORPHEUS_HTTP_PORT": "6002"}
     settings = load(tmp_path, ["--config", config, "--http-port", "6003"], env)
@@ -66,10 +70,25 @@ def test_flags(tmp_path: Path) -> None:
     settings = load(
         tmp_path,
         [
-            "--uri", "tcp://127.0.0.1:10300", "--zeroconf", "--no-http",
-            "--llm-url", "http://a:8080/v1", "--llm-url", "http://b:11434",
-            "--llm-api", "ollama", "--llm-model", "legraphista/orpheus",
-            "--snac-model", "/models/snac", "--device", "cpu", "--voice", "leah", "--debug",
+            "--uri",
+            "tcp://127.0.0.1:10300",
+            "--zeroconf",
+            "--no-http",
+            "--llm-url",
+            "http://a:8080/v1",
+            "--llm-url",
+            "http://b:11434",
+            "--llm-api",
+            "ollama",
+            "--llm-model",
+            "legraphista/orpheus",
+            "--snac-model",
+            "/models/snac",
+            "--device",
+            "cpu",
+            "--voice",
+            "leah",
+            "--debug",
         ],
     )
     assert settings.uri == "tcp://127.0.0.1:10300"
@@ -92,7 +111,9 @@ def test_yaml_upstreams_with_voice_bindings(tmp_path: Path) -> None:
     assert english.voices == () and english.api_key == "secret"
     assert german.voices == ("de",) and german.prompt_format == "audio"
     # A higher layer's --llm-url replaces the YAML list.
-    assert [u.url for u in load(tmp_path, ["--config", config, "--llm-url", "http://x:1"]).upstreams] == ["http://x:1"]
+    assert [
+        u.url for u in load(tmp_path, ["--config", config, "--llm-url", "http://x:1"]).upstreams
+    ] == ["http://x:1"]
 
 
 def test_the_documented_example_config_loads(tmp_path: Path) -> None:
@@ -103,14 +124,44 @@ def test_the_documented_example_config_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "env", "yaml_text", "message"),
     [
-        (["--http-port", "70000"], {}, None, "http_port='70000' (from flag --http-port) must be between 1 and 65535"),
-        ([], {"ORPHEUS_TEMPERATURE": "-1"}, None, "temperature='-1' (from environment ORPHEUS_TEMPERATURE) must be between 0 and 2"),
-        (["--llm-url", "localhost:8080"], {}, None, "(from flag --llm-url) must be an http:// or https:// URL"),
-        (["--uri", "http://x"], {}, None, "uri='http://x' (from flag --uri) must start with tcp://"),
-        (["--device", "tpu"], {}, None, "device='tpu' (from flag --device) must be one of auto, cpu, cuda, mps"),
+        (
+            ["--http-port", "70000"],
+            {},
+            None,
+            "http_port='70000' (from flag --http-port) must be between 1 and 65535",
+        ),
+        (
+            [],
+            {"ORPHEUS_TEMPERATURE": "-1"},
+            None,
+            "temperature='-1' (from environment ORPHEUS_TEMPERATURE) must be between 0 and 2",
+        ),
+        (
+            ["--llm-url", "localhost:8080"],
+            {},
+            None,
+            "(from flag --llm-url) must be an http:// or https:// URL",
+        ),
+        (
+            ["--uri", "http://x"],
+            {},
+            None,
+            "uri='http://x' (from flag --uri) must start with tcp://",
+        ),
+        (
+            ["--device", "tpu"],
+            {},
+            None,
+            "device='tpu' (from flag --device) must be one of auto, cpu, cuda, mps",
+        ),
         ([], {}, "colour: blue\n", "unknown setting 'colour' in config file"),
         ([], {}, "max_tokens: lots\n", "max_tokens='lots' (from config file"),
-        ([], {}, "upstreams: [{url: 'http://a', voice: [de]}]\n", "unknown setting 'voice' in upstreams[0]"),
+        (
+            [],
+            {},
+            "upstreams: [{url: 'http://a', voice: [de]}]\n",
+            "unknown setting 'voice' in upstreams[0]",
+        ),
         ([], {}, "- a list\n", "must hold a mapping of settings"),
         ([], {}, "key: [unclosed\n", "is not valid YAML"),
     ],
@@ -146,21 +197,46 @@ def test_no_module_reads_the_environment_at_import() -> None:
         (["--temperature", "-1"], "temperature"),
     ],
 )
-def test_a_bad_setting_exits_2_with_one_line(tmp_path: Path, argv: list[str], fragment: str) -> None:
+def test_a_bad_setting_exits_2_with_one_line(
+    tmp_path: Path, argv: list[str], fragment: str
+) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "wyoming_orpheus", *argv],
-        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("wyoming-orpheus: error:") and fragment in lines[0]
+    assert (
+        len(lines) == 1 and lines[0].startswith("wyoming-orpheus: error:") and fragment in lines[0]
+    )
 
 
 def test_help_documents_every_flag() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "wyoming_orpheus", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "wyoming_orpheus", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    for flag in ("--uri", "--zeroconf", "--http-host", "--http-port", "--no-http", "--llm-url",
-                 "--llm-api", "--llm-model", "--snac-model", "--device", "--voice", "--debug",
-                 "--log-format", "--version", "--config"):
+    for flag in (
+        "--uri",
+        "--zeroconf",
+        "--http-host",
+        "--http-port",
+        "--no-http",
+        "--llm-url",
+        "--llm-api",
+        "--llm-model",
+        "--snac-model",
+        "--device",
+        "--voice",
+        "--debug",
+        "--log-format",
+        "--version",
+        "--config",
+    ):
         assert flag in result.stdout

@@ -40,7 +40,9 @@ async def pool_factory() -> AsyncIterator[Callable[[Settings], UpstreamPool]]:
         await pool.close()
 
 
-async def collect(pool: UpstreamPool, voice: str = "tara", text: str = TEXT) -> list[tuple[int, ...]]:
+async def collect(
+    pool: UpstreamPool, voice: str = "tara", text: str = TEXT
+) -> list[tuple[int, ...]]:
     await pool.start()
     parser = FrameParser()
     frames: list[tuple[int, ...]] = []
@@ -50,11 +52,15 @@ async def collect(pool: UpstreamPool, voice: str = "tara", text: str = TEXT) -> 
     return frames
 
 
-def with_upstreams(make_settings: Callable[..., Settings], *upstreams: UpstreamSettings, **kw: object) -> Settings:
+def with_upstreams(
+    make_settings: Callable[..., Settings], *upstreams: UpstreamSettings, **kw: object
+) -> Settings:
     return make_settings(upstreams=upstreams, **kw)
 
 
-async def test_openai_dialect_request_and_frames(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+async def test_openai_dialect_request_and_frames(
+    llm: OrpheusStandIn, make_settings, pool_factory
+) -> None:
     pool = pool_factory(make_settings())
     assert await collect(pool) == llm.requests[0].frames
     await collect(pool)
@@ -65,7 +71,9 @@ async def test_openai_dialect_request_and_frames(llm: OrpheusStandIn, make_setti
     assert body["repeat_penalty"] == body["repetition_penalty"] == 1.1
     assert (body["temperature"], body["top_p"]) == (0.6, 0.9)
     assert "<custom_token_2>" in body["stop"]
-    assert body["max_tokens"] == max_tokens_for(TEXT, 8192) and body["max_tokens"] > 7 * len(first.frames)
+    assert body["max_tokens"] == max_tokens_for(TEXT, 8192) and body["max_tokens"] > 7 * len(
+        first.frames
+    )
     assert first.headers["X-Request-ID"] != second.headers["X-Request-ID"]
 
 
@@ -79,13 +87,17 @@ async def test_ollama_dialect(llm: OrpheusStandIn, make_settings, pool_factory) 
     assert record.body["options"]["num_predict"] == max_tokens_for(TEXT, 8192)
 
 
-async def test_ollama_unknown_model_is_a_clear_error(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+async def test_ollama_unknown_model_is_a_clear_error(
+    llm: OrpheusStandIn, make_settings, pool_factory
+) -> None:
     upstream = UpstreamSettings(llm.root_url, api="ollama", model="llama3")
     with pytest.raises(UpstreamError, match="HTTP 404.*model 'llama3' not found"):
         await collect(pool_factory(with_upstreams(make_settings, upstream)))
 
 
-async def test_coalesced_and_leading_tokens(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+async def test_coalesced_and_leading_tokens(
+    llm: OrpheusStandIn, make_settings, pool_factory
+) -> None:
     llm.behaviour.coalesce = 5
     llm.behaviour.leading_tokens = ("<custom_token_1>", "<custom_token_4>")
     assert await collect(pool_factory(make_settings())) == llm.requests[0].frames
@@ -106,7 +118,9 @@ async def test_api_key(llm: OrpheusStandIn, make_settings, pool_factory) -> None
     assert llm.requests[-1].headers["Authorization"] == "Bearer sesame"
 
 
-async def test_server_error_is_retried_once_then_reported(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+async def test_server_error_is_retried_once_then_reported(
+    llm: OrpheusStandIn, make_settings, pool_factory
+) -> None:
     llm.behaviour.fault = "http500"
     with pytest.raises(UpstreamError, match="HTTP 500"):
         await collect(pool_factory(make_settings()))
@@ -119,7 +133,9 @@ async def test_retry_goes_to_the_second_upstream(make_settings, pool_factory) ->
     await second.start()
     try:
         first.behaviour.fault = "http500"
-        settings = with_upstreams(make_settings, UpstreamSettings(first.base_url), UpstreamSettings(second.base_url))
+        settings = with_upstreams(
+            make_settings, UpstreamSettings(first.base_url), UpstreamSettings(second.base_url)
+        )
         frames = await collect(pool_factory(settings))
         assert len(first.requests) == 1 and len(second.requests) == 1
         assert frames == second.requests[0].frames
@@ -133,24 +149,33 @@ async def test_unreachable_server_names_the_url(make_settings, pool_factory) -> 
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     upstream = UpstreamSettings(f"http://127.0.0.1:{port}/v1")
-    with pytest.raises(UpstreamUnreachable, match=f"cannot reach the LLM server at http://127.0.0.1:{port}/v1/completions"):
+    with pytest.raises(
+        UpstreamUnreachable,
+        match=f"cannot reach the LLM server at http://127.0.0.1:{port}/v1/completions",
+    ):
         await collect(pool_factory(with_upstreams(make_settings, upstream)))
 
 
-async def test_drop_after_audio_is_reported_without_retry(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+async def test_drop_after_audio_is_reported_without_retry(
+    llm: OrpheusStandIn, make_settings, pool_factory
+) -> None:
     llm.behaviour.fault, llm.behaviour.fault_after = "drop", 14
     with pytest.raises(UpstreamError):
         await collect(pool_factory(make_settings()))
     assert len(llm.requests) == 1
 
 
-async def test_drop_before_audio_is_retried(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+async def test_drop_before_audio_is_retried(
+    llm: OrpheusStandIn, make_settings, pool_factory
+) -> None:
     llm.behaviour.fault, llm.behaviour.fault_after, llm.behaviour.fault_times = "drop", 0, 1
     frames = await collect(pool_factory(make_settings()))
     assert len(llm.requests) == 2 and frames == llm.requests[1].frames
 
 
-async def test_stall_between_tokens_times_out(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+async def test_stall_between_tokens_times_out(
+    llm: OrpheusStandIn, make_settings, pool_factory
+) -> None:
     llm.behaviour.fault, llm.behaviour.fault_after = "stall", 7
     with pytest.raises(UpstreamTimeout, match="no next token within 0.5 s"):
         await collect(pool_factory(make_settings(stall_timeout=0.5)))
@@ -163,7 +188,9 @@ async def test_no_first_token_times_out(llm: OrpheusStandIn, make_settings, pool
     assert len(llm.requests) == 2  # retried once
 
 
-async def test_endless_stream_is_cut_after_max_tokens(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+async def test_endless_stream_is_cut_after_max_tokens(
+    llm: OrpheusStandIn, make_settings, pool_factory
+) -> None:
     llm.behaviour.fault = "endless"
     frames = await collect(pool_factory(make_settings()), text="Short.")
     assert 0 < len(frames) * 7 <= max_tokens_for("Short.", 8192) + 64
@@ -171,13 +198,17 @@ async def test_endless_stream_is_cut_after_max_tokens(llm: OrpheusStandIn, make_
     assert not llm.requests[0].finished
 
 
-async def test_answer_without_audio_tokens_names_the_likely_cause(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+async def test_answer_without_audio_tokens_names_the_likely_cause(
+    llm: OrpheusStandIn, make_settings, pool_factory
+) -> None:
     llm.behaviour.fault = "no_audio"
     with pytest.raises(NoAudioError, match="without audio tokens.*Orpheus.*--llm-api ollama"):
         await collect(pool_factory(make_settings()))
 
 
-async def test_closing_the_stream_closes_the_upstream_connection(llm: OrpheusStandIn, make_settings, pool_factory) -> None:
+async def test_closing_the_stream_closes_the_upstream_connection(
+    llm: OrpheusStandIn, make_settings, pool_factory
+) -> None:
     llm.behaviour.tokens_per_second = 50
     pool = pool_factory(make_settings())
     await pool.start()
@@ -210,7 +241,9 @@ async def test_voices_go_to_the_server_bound_to_them(make_settings, pool_factory
     await german.start()
     try:
         settings = with_upstreams(
-            make_settings, UpstreamSettings(english.base_url), UpstreamSettings(german.base_url, voices=("de",))
+            make_settings,
+            UpstreamSettings(english.base_url),
+            UpstreamSettings(german.base_url, voices=("de",)),
         )
         pool = pool_factory(settings)
         await collect(pool, voice="jana", text="Guten Tag.")

@@ -14,7 +14,9 @@ from wyoming_orpheus.codec import DecodeWorker, decode_batch, load_snac
 from wyoming_orpheus.hardware import Tier
 from wyoming_orpheus.stream_decoder import Playback, StreamDecoder
 
-CPU_TIER = Tier("cpu", "cpu", batch_size=8, collect_ms=20, threads=2, compile=False, max_concurrent=4)
+CPU_TIER = Tier(
+    "cpu", "cpu", batch_size=8, collect_ms=20, threads=2, compile=False, max_concurrent=4
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,10 @@ class FakeClock:
 
 
 async def stream_decode(
-    worker: DecodeWorker, frames: list[tuple[int, ...]], frames_per_push: int, realtime_factor: float
+    worker: DecodeWorker,
+    frames: list[tuple[int, ...]],
+    frames_per_push: int,
+    realtime_factor: float,
 ) -> tuple[np.ndarray, list[int]]:
     """Feed frames as an LLM at realtime_factor x real time would; return audio and block sizes."""
     clock = FakeClock()
@@ -77,7 +82,9 @@ async def test_streamed_audio_equals_whole_decode(
     np.testing.assert_allclose(streamed, whole, rtol=0, atol=2e-5)
 
 
-async def test_first_audio_after_four_frames_and_blocks_grow_with_the_lead(worker: DecodeWorker) -> None:
+async def test_first_audio_after_four_frames_and_blocks_grow_with_the_lead(
+    worker: DecodeWorker,
+) -> None:
     frames = random_frames(48, seed=7)
     _, blocks = await stream_decode(worker, frames, 1, realtime_factor=10.0)
     # Four frames make 2048 samples final (4 x 2048 - 4608 >= 2048): that is the first block.

@@ -30,7 +30,7 @@ def test_code_zero_is_kept_and_does_not_desync() -> None:
 def test_code_4096_in_the_last_slot_is_rejected_not_passed_on() -> None:
     good = [(5, 5, 5, 5, 5, 5, 5)]
     # slot 6 with code 4096 is token 10 + 6*4096 + 4096: outside every slot.
-    broken = tokens_for([(1, 1, 1, 1, 1, 1, 1)])[:6] + ["<custom_token_28682>"]
+    broken = [*tokens_for([(1, 1, 1, 1, 1, 1, 1)])[:6], "<custom_token_28682>"]
     parsed, parser = parse_all(broken + tokens_for(good))
     assert parsed == good
     assert parser.stats.invalid_tokens == 1
@@ -72,9 +72,7 @@ def test_an_incomplete_last_frame_is_dropped_and_counted() -> None:
     assert parser.stats.dropped_tokens == 3
 
 
-frames_strategy = st.lists(
-    st.tuples(*[st.integers(0, 4095)] * 7), min_size=0, max_size=12
-)
+frames_strategy = st.lists(st.tuples(*[st.integers(0, 4095)] * 7), min_size=0, max_size=12)
 
 
 @given(frames=frames_strategy, cuts=st.lists(st.integers(0, 10_000), max_size=20))
@@ -88,7 +86,9 @@ def test_any_chunking_gives_the_same_frames(frames: list[tuple[int, ...]], cuts:
 
 
 @given(frames=frames_strategy, noise=st.lists(st.integers(0, 200_000), max_size=10))
-def test_inserted_bad_tokens_never_yield_invalid_codes(frames: list[tuple[int, ...]], noise: list[int]) -> None:
+def test_inserted_bad_tokens_never_yield_invalid_codes(
+    frames: list[tuple[int, ...]], noise: list[int]
+) -> None:
     tokens = tokens_for(frames)
     for position, number in enumerate(noise):
         tokens.insert((position * 5) % (len(tokens) + 1), f"<custom_token_{number}>")

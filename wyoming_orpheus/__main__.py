@@ -24,6 +24,11 @@ _PROG = "wyoming-orpheus"
 
 async def serve(settings: Settings) -> None:
     """Run the servers until SIGTERM or SIGINT, then shut down gracefully."""
+    # Handle signals from the start: a stop during start-up still shuts down cleanly.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     engine = await Engine.create(settings)
     info = build_info(engine.synthesizer.catalog, settings.streaming)
     server = WyomingServer(settings.uri, info, engine.synthesizer)
@@ -33,21 +38,13 @@ async def serve(settings: Settings) -> None:
         if settings.zeroconf is not None and settings.uri.startswith("tcp://"):
             advertiser = Advertiser(settings.zeroconf, server.host, server.port)
             await advertiser.start()
-        await _wait_for_signal()
+        await stop.wait()
         _LOGGER.info("Shutting down")
     finally:
         if advertiser is not None:
             await advertiser.stop()
         await server.shutdown(settings.shutdown_grace)
         await engine.close()
-
-
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import av
 import av.filter
 import numpy as np
@@ -72,7 +74,10 @@ class TempoChanger:
         if factor != 1.0:
             graph = av.filter.Graph()
             source = graph.add_abuffer(
-                sample_rate=SAMPLE_RATE, format="s16", layout="mono", time_base=f"1/{SAMPLE_RATE}"
+                sample_rate=SAMPLE_RATE,
+                format="s16",
+                layout="mono",
+                time_base=Fraction(1, SAMPLE_RATE),
             )
             tempo = graph.add("atempo", f"{factor}")
             sink = graph.add("abuffersink")

@@ -35,7 +35,11 @@ _VALUE_FLAGS: tuple[tuple[str, str, str], ...] = (
         "llm_prompt_format",
         f"prompt layout: {', '.join(PROMPT_FORMATS)} (default: training)",
     ),
-    ("--snac-model", "snac_model", "SNAC codec directory or hub id (default: hubertsiuzdak/snac_24khz)"),
+    (
+        "--snac-model",
+        "snac_model",
+        "SNAC codec directory or hub id (default: hubertsiuzdak/snac_24khz)",
+    ),
     ("--device", "device", f"where SNAC decodes: {', '.join(DEVICES)} (default: auto)"),
     ("--voice", "voice", "default voice (default: tara)"),
     ("--max-tokens", "max_tokens", "most tokens one LLM request may generate (default: 8192)"),
@@ -90,9 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="torch.compile the SNAC decoder (default: the tier's choice)",
     )
-    parser.add_argument(
-        "--debug", action="store_const", const=True, help="log DEBUG messages"
-    )
+    parser.add_argument("--debug", action="store_const", const=True, help="log DEBUG messages")
     parser.add_argument("--version", action="version", version=__version__)
     return parser
 
@@ -116,15 +118,13 @@ def flag_layer(args: argparse.Namespace) -> RawLayer:
     return layer
 
 
-def load_settings(
-    argv: Sequence[str] | None, environ: Mapping[str, str], cwd: Path
-) -> Settings:
+def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str], cwd: Path) -> Settings:
     """Parse flags and read the config file, .env and environment into Settings."""
     args = build_parser().parse_args(argv)
     dotenv = read_dotenv(cwd / ".env")
     layers = [env_layer(dotenv, "dotenv"), env_layer(environ, "env"), flag_layer(args)]
-    config_path = args.config or environ.get(ENV_PREFIX + "CONFIG") or dotenv.get(
-        ENV_PREFIX + "CONFIG"
+    config_path = (
+        args.config or environ.get(ENV_PREFIX + "CONFIG") or dotenv.get(ENV_PREFIX + "CONFIG")
     )
     if config_path:
         if not Path(config_path).is_absolute():

@@ -59,7 +59,8 @@ def _remove_weight_norm(model: torch.nn.Module) -> None:
     """
     for module in model.modules():
         if parametrize.is_parametrized(module):
-            for name in list(module.parametrizations.keys()):
+            names = list(module.parametrizations.keys())  # type: ignore[union-attr,operator]
+            for name in names:
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
 
 
@@ -77,7 +78,7 @@ def decode_batch(model: torch.nn.Module, frames: np.ndarray, device: str) -> np.
     """Decode (B, T, 7) frames into (B, T*2048) float32 samples."""
     codes = [torch.from_numpy(level).to(device) for level in frames_to_codes(frames)]
     with torch.inference_mode():
-        audio = model.decode(codes)
+        audio: torch.Tensor = model.decode(codes)  # type: ignore[operator]
     return audio[:, 0, :].float().cpu().numpy()
 
 
@@ -110,7 +111,8 @@ class DecodeWorker:
         self.stats = DecodeStats()
         if tier.compile:
             # NOTE: ~40 s to compile on CPU (REFERENCE.md); only when asked for or on GPU tiers.
-            self._model.decoder = torch.compile(self._model.decoder, dynamic=True)
+            decoder = self._model.get_submodule("decoder")
+            self._model.decoder = torch.compile(decoder, dynamic=True)  # type: ignore[assignment]
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -154,7 +156,11 @@ class DecodeWorker:
         while len(jobs) < room:
             remaining = deadline - time.monotonic()
             try:
-                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                job = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
             jobs.append(job)
@@ -170,7 +176,9 @@ class DecodeWorker:
         for length, group in groups.items():
             started = time.perf_counter()
             try:
-                audio = decode_batch(self._model, np.stack([j.frames for j in group]), self._tier.device)
+                audio = decode_batch(
+                    self._model, np.stack([j.frames for j in group]), self._tier.device
+                )
             except Exception as err:  # the stream gets the error; the worker lives on
                 _LOGGER.exception("SNAC decode of %d windows failed", len(group))
                 for job in group:

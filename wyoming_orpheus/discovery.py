@@ -43,8 +43,10 @@ class Advertiser:
         ipaddress.IPv4Address(self.address)  # zeroconf advertises IPv4 here; fail early
         self.name = name or default_instance_name()
         # When bound to one address, mDNS goes out only on that interface (tests: loopback).
-        interfaces = InterfaceChoice.All if bound_to_all else [self.address]
-        self._zeroconf = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
+        self._interfaces: InterfaceChoice | list[str] = (
+            InterfaceChoice.All if bound_to_all else [self.address]
+        )
+        self._zeroconf: AsyncZeroconf | None = None
         self._info = AsyncServiceInfo(
             SERVICE_TYPE,
             f"{self.name}.{SERVICE_TYPE}",
@@ -54,11 +56,14 @@ class Advertiser:
         )
 
     async def start(self) -> None:
-        """Register the service."""
+        """Join mDNS on the chosen interfaces and register the service."""
+        self._zeroconf = AsyncZeroconf(interfaces=self._interfaces, ip_version=IPVersion.V4Only)
         await self._zeroconf.async_register_service(self._info)
         _LOGGER.info("Zeroconf: advertising %s at %s:%d", self.name, self.address, self._info.port)
 
     async def stop(self) -> None:
         """Unregister the service and close zeroconf."""
-        await self._zeroconf.async_unregister_service(self._info)
-        await self._zeroconf.async_close()
+        if self._zeroconf is not None:
+            await self._zeroconf.async_unregister_service(self._info)
+            await self._zeroconf.async_close()
+            self._zeroconf = None

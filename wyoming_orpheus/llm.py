@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -144,7 +144,7 @@ async def stream_completion(
     settings: Settings,
     voice: str,
     text: str,
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """Send one request and yield the token text as it streams in."""
     url = endpoint_url(upstream)
     headers = {"X-Request-ID": uuid.uuid4().hex}
@@ -157,12 +157,16 @@ async def stream_completion(
         connect=settings.connect_timeout,
         sock_connect=settings.connect_timeout,
     )
-    _LOGGER.debug("POST %s (request %s, max_tokens %s)", url, headers["X-Request-ID"], body.get("max_tokens"))
+    _LOGGER.debug(
+        "POST %s (request %s, max_tokens %s)", url, headers["X-Request-ID"], body.get("max_tokens")
+    )
     try:
         async with asyncio.timeout(limits.first_token):
             response = await session.post(url, json=body, headers=headers, timeout=timeout)
     except TimeoutError:
-        raise UpstreamTimeout(f"LLM server at {url} did not answer within {limits.first_token:g} s") from None
+        raise UpstreamTimeout(
+            f"LLM server at {url} did not answer within {limits.first_token:g} s"
+        ) from None
     except aiohttp.ClientError as err:
         raise UpstreamUnreachable(f"cannot reach the LLM server at {url}: {err}") from err
     # NOTE: some servers ignore max_tokens (koboldcpp, misconfigured proxies); stop reading
@@ -262,7 +266,9 @@ def _json(data: str, url: str) -> dict[str, Any]:
     try:
         event = json.loads(data)
     except json.JSONDecodeError:
-        raise UpstreamError(f"LLM server at {url} sent a line that is not JSON: {data[:100]!r}") from None
+        raise UpstreamError(
+            f"LLM server at {url} sent a line that is not JSON: {data[:100]!r}"
+        ) from None
     if not isinstance(event, dict):
         raise UpstreamError(f"LLM server at {url} sent an unexpected event: {data[:100]!r}")
     return event

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,7 +80,7 @@ class Synthesizer:
     def prepare(self, text: str, ssml: bool = False) -> list[Part]:
         """Validate a whole text (plain or SSML) and turn it into parts."""
         self.check_length(len(text))
-        parts = ssml_to_parts(text) if ssml else [text]
+        parts: list[Part] = ssml_to_parts(text) if ssml else [text]
         if not any(isinstance(p, str) and clean_text(p) for p in parts):
             raise TextError("the text is empty: there is nothing to speak")
         return parts
@@ -113,7 +113,7 @@ class Synthesizer:
 
     async def synthesize(
         self, parts: AsyncIterable[Part] | Iterable[Part], voice: Voice, speed: float = 1.0
-    ) -> AsyncIterator[np.ndarray]:
+    ) -> AsyncGenerator[np.ndarray, None]:
         """Yield 24 kHz int16 mono PCM for the parts, while the LLM still generates."""
         self.stats.requests += 1
         playback = Playback()
@@ -146,6 +146,7 @@ class Synthesizer:
                     raise item
                 if isinstance(item, Pause):
                     yield silence(item.seconds)
+                    spoken = False  # an explicit break replaces the pause between segments
                     continue
                 assert isinstance(item, _TokenFeed)
                 if spoken and self.settings.segment_pause_ms:
@@ -222,15 +223,15 @@ class Synthesizer:
 
 
 class _TokenFeed:
-    """Reads one upstream stream into a queue in its own task, so reading never waits on decoding."""
+    """Reads one upstream stream into a queue in its own task: reading never waits on decoding."""
 
-    def __init__(self, stream: AsyncIterator[str]) -> None:
+    def __init__(self, stream: AsyncGenerator[str, None]) -> None:
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._task = asyncio.create_task(self._read(stream))
 
-    async def _read(self, stream: AsyncIterator[str]) -> None:
+    async def _read(self, stream: AsyncGenerator[str, None]) -> None:
         try:
-            async with contextlib.aclosing(stream):  # type: ignore[type-var]
+            async with contextlib.aclosing(stream):
                 async for piece in stream:
                     self._queue.put_nowait(piece)
             self._queue.put_nowait(_END)

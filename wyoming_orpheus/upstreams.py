@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -72,7 +72,7 @@ class UpstreamPool:
         # Every server failed lately: try the one whose cooldown ends first.
         return min(fresh, key=lambda u: u.failed_until)
 
-    async def stream(self, voice: str, text: str) -> AsyncIterator[str]:
+    async def stream(self, voice: str, text: str) -> AsyncGenerator[str, None]:
         """Yield the token text for voice and text; retry once if no audio came yet."""
         if self._session is None:
             raise RuntimeError("upstream pool is not started")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any
 
 import numpy as np
@@ -35,8 +35,12 @@ from .voices import VoiceCatalog
 _LOGGER = logging.getLogger(__name__)
 
 SAMPLES_PER_CHUNK = 1024  # the chunk size of the ecosystem's servers (wyoming-piper)
-_ORPHEUS = Attribution(name="Canopy Labs (Orpheus TTS)", url="https://github.com/canopyai/Orpheus-TTS")
-_PROGRAM = Attribution(name="wyoming-orpheus", url="https://github.com/wyoming-orpheus/wyoming-orpheus")
+_ORPHEUS = Attribution(
+    name="Canopy Labs (Orpheus TTS)", url="https://github.com/canopyai/Orpheus-TTS"
+)
+_PROGRAM = Attribution(
+    name="wyoming-orpheus", url="https://github.com/wyoming-orpheus/wyoming-orpheus"
+)
 
 
 def build_info(catalog: VoiceCatalog, streaming: bool) -> Info:
@@ -191,7 +195,9 @@ class OrpheusEventHandler(AsyncEventHandler):
     async def _run_stream(self, stream: _TextStream, voice: SynthesizeVoice | None) -> None:
         try:
             resolved = self._synthesizer.resolve_voice(_voice_name(voice))
-            pcm = self._synthesizer.synthesize(stream.parts(), resolved, self._synthesizer.settings.speed)
+            pcm = self._synthesizer.synthesize(
+                stream.parts(), resolved, self._synthesizer.settings.speed
+            )
             await self._send_audio(pcm)
         except Exception as err:
             stream.failed = True
@@ -203,12 +209,12 @@ class OrpheusEventHandler(AsyncEventHandler):
 
     # --- output ---
 
-    async def _send_audio(self, pcm: AsyncIterator[np.ndarray]) -> None:
+    async def _send_audio(self, pcm: AsyncGenerator[np.ndarray, None]) -> None:
         """Send audio-start, 1024-sample chunks and audio-stop (also after a late failure)."""
         chunker = _Chunker()
         await self.write_event(AudioStart(SAMPLE_RATE, SAMPLE_WIDTH, CHANNELS, timestamp=0).event())
         try:
-            async with contextlib.aclosing(pcm):  # type: ignore[type-var]
+            async with contextlib.aclosing(pcm):
                 async for samples in pcm:
                     for chunk in chunker.push(samples):
                         await self.write_event(chunk.event())
@@ -244,7 +250,10 @@ class _Chunker:
         """Return the whole chunks the buffer now holds."""
         self._buffer = np.concatenate([self._buffer, samples])
         whole = len(self._buffer) // SAMPLES_PER_CHUNK * SAMPLES_PER_CHUNK
-        chunks = [self._chunk(self._buffer[i : i + SAMPLES_PER_CHUNK]) for i in range(0, whole, SAMPLES_PER_CHUNK)]
+        chunks = [
+            self._chunk(self._buffer[i : i + SAMPLES_PER_CHUNK])
+            for i in range(0, whole, SAMPLES_PER_CHUNK)
+        ]
         self._buffer = self._buffer[whole:]
         return chunks
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from functools import partial
 from urllib.parse import urlparse
@@ -22,7 +21,7 @@ class WyomingServer:
     def __init__(self, uri: str, info: Info, synthesizer: Synthesizer) -> None:
         self._uri = urlparse(uri)
         self._factory = partial(OrpheusEventHandler, info=info, synthesizer=synthesizer)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], OrpheusEventHandler] = {}
 
     @property
@@ -45,7 +44,9 @@ class WyomingServer:
                 self._accept, host=self._uri.hostname, port=self._uri.port
             )
         else:
-            raise ValueError(f"unsupported Wyoming URI {self._uri.geturl()} (use tcp:// or unix://)")
+            raise ValueError(
+                f"unsupported Wyoming URI {self._uri.geturl()} (use tcp:// or unix://)"
+            )
         _LOGGER.info("Wyoming server listening on %s", self._uri.geturl())
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -70,11 +71,11 @@ class WyomingServer:
             _LOGGER.info("Waiting up to %g s for %d syntheses to finish", grace, busy)
         await asyncio.gather(*(h.finish(grace) for h in handlers), return_exceptions=True)
         for handler in handlers:
-            await handler.stop()
+            await handler.stop()  # closes the connection; its read loop then ends by itself
         tasks = list(self._connections)
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _done, stuck = await asyncio.wait(tasks, timeout=1.0)
+            for task in stuck:
+                task.cancel()
         if self._server is not None:
             await self._server.wait_closed()

@@ -206,7 +206,10 @@ class OrpheusStandIn:
         record = RequestRecord(request.path, body, dict(request.headers))
         self.requests.append(record)
         behaviour = self.behaviour
-        if behaviour.api_key and request.headers.get("Authorization") != f"Bearer {behaviour.api_key}":
+        if (
+            behaviour.api_key
+            and request.headers.get("Authorization") != f"Bearer {behaviour.api_key}"
+        ):
             record.closed_at = time.monotonic()
             return record, _json_error(401, "Invalid API Key")
         if behaviour.fault == "http500" and self._take_fault():
@@ -239,7 +242,9 @@ class OrpheusStandIn:
         fault = forced_fault
         if fault is None and behaviour.fault not in (None, "http500") and self._take_fault():
             fault = behaviour.fault
-        record.frames = make_frames(behaviour.seed, record.voice, record.text, behaviour.frames_per_char)
+        record.frames = make_frames(
+            behaviour.seed, record.voice, record.text, behaviour.frames_per_char
+        )
         try:
             finish = "stop"
             sent = 0
@@ -279,7 +284,9 @@ class OrpheusStandIn:
             tokens += frame_tokens(record.frames)
         if fault == "garbage":
             tokens = _with_garbage(tokens)
-        delay = behaviour.coalesce / behaviour.tokens_per_second if behaviour.tokens_per_second else 0
+        delay = (
+            behaviour.coalesce / behaviour.tokens_per_second if behaviour.tokens_per_second else 0
+        )
         index = 0
         while True:
             if fault == "endless" and index >= len(tokens):

@@ -1,0 +1,115 @@
+"""As a user runs it: `python -m wyoming_orpheus` as a subprocess, driven over TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from wyoming.client import AsyncTcpClient
+from wyoming.info import Describe, Info
+from wyoming.tts import Synthesize
+
+from tests.stand_ins.llm_server import OrpheusStandIn
+from tests.test_zeroconf import browse
+from tests.wyoming_client import assert_well_formed, read_reply
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def server_process(
+    llm: OrpheusStandIn, snac_dir: Path, tmp_path: Path
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wyoming_orpheus",
+        "--uri",
+        f"tcp://127.0.0.1:{port}",
+        "--llm-url",
+        llm.base_url,
+        "--snac-model",
+        str(snac_dir),
+        "--device",
+        "cpu",
+        "--no-http",
+        "--zeroconf",
+        "orpheus-e2e",
+        "--debug",
+        cwd=tmp_path,
+        stderr=log,
+    )
+    try:
+        await wait_for_port(port, process)
+        yield process, port
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        log.close()
+        print((tmp_path / "server.log").read_text())  # shown by pytest when a test fails
+
+
+async def wait_for_port(
+    port: int, process: asyncio.subprocess.Process, timeout: float = 60
+) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            if process.returncode is not None:
+                raise AssertionError(f"server exited with {process.returncode}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.2)
+                continue
+            writer.close()
+            return
+
+
+async def test_the_installed_server_speaks_and_is_discoverable(
+    server_process, llm: OrpheusStandIn
+) -> None:
+    _, port = server_process
+    client = AsyncTcpClient("127.0.0.1", port)
+    await client.connect()
+    try:
+        await client.write_event(Describe().event())
+        info = Info.from_event((await read_reply(client, "info")).events[-1])
+        assert info.tts[0].name == "orpheus"
+        await client.write_event(Synthesize(text="Hello from a real process.").event())
+        reply = await read_reply(client, "audio-stop")
+    finally:
+        await client.disconnect()
+    assert_well_formed(reply)
+    assert reply.seconds == pytest.approx(len(llm.requests[0].frames) * 2048 / 24000, abs=1e-3)
+    service = await browse("orpheus-e2e")
+    assert service is not None and service.port == port
+
+
+async def test_sigterm_lets_the_synthesis_finish_and_exits_0(
+    server_process, llm: OrpheusStandIn
+) -> None:
+    process, port = server_process
+    llm.behaviour.tokens_per_second = 200
+    client = AsyncTcpClient("127.0.0.1", port)
+    await client.connect()
+    try:
+        await client.write_event(Synthesize(text="Finish this sentence before you go.").event())
+        await read_reply(client, "audio-start")
+        process.send_signal(signal.SIGTERM)
+        reply = await read_reply(client, "audio-stop")
+    finally:
+        await client.disconnect()
+    assert reply.seconds > 0 and llm.requests[0].finished
+    assert await asyncio.wait_for(process.wait(), 30) == 0
