@@ -113,3 +113,24 @@ async def test_sigterm_lets_the_synthesis_finish_and_exits_0(
         await client.disconnect()
     assert reply.seconds > 0 and llm.requests[0].finished
     assert await asyncio.wait_for(process.wait(), 30) == 0
+
+
+async def test_healthcheck_passes_against_a_running_server(server_process) -> None:
+    _, port = server_process
+    checker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wyoming_orpheus.healthcheck", "--uri", f"tcp://127.0.0.1:{port}"
+    )
+    assert await asyncio.wait_for(checker.wait(), 30) == 0
+
+
+async def test_healthcheck_fails_when_nothing_listens() -> None:
+    checker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "wyoming_orpheus.healthcheck",
+        "--uri",
+        f"tcp://127.0.0.1:{free_port()}",
+        "--timeout",
+        "2",
+    )
+    assert await asyncio.wait_for(checker.wait(), 30) == 1

@@ -12,11 +12,23 @@ import torch
 
 from wyoming_orpheus.codec import DecodeWorker, decode_batch, load_snac
 from wyoming_orpheus.hardware import Tier
-from wyoming_orpheus.stream_decoder import Playback, StreamDecoder
+from wyoming_orpheus.stream_decoder import (
+    Playback,
+    StatefulStreamDecoder,
+    StreamDecoder,
+    WindowedStreamDecoder,
+)
 
 CPU_TIER = Tier(
     "cpu", "cpu", batch_size=8, collect_ms=20, threads=2, compile=False, max_concurrent=4
 )
+MODES = ("windowed", "stateful")
+
+
+def make_decoder(mode: str, worker: DecodeWorker, lead=lambda: 0.0) -> StreamDecoder:
+    if mode == "windowed":
+        return WindowedStreamDecoder(worker.decode, lead)
+    return StatefulStreamDecoder(worker, lead)
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +63,12 @@ async def stream_decode(
     frames: list[tuple[int, ...]],
     frames_per_push: int,
     realtime_factor: float,
+    mode: str = "windowed",
 ) -> tuple[np.ndarray, list[int]]:
     """Feed frames as an LLM at realtime_factor x real time would; return audio and block sizes."""
     clock = FakeClock()
     playback = Playback(clock)
-    decoder = StreamDecoder(worker.decode, lead=playback.lead)
+    decoder = make_decoder(mode, worker, playback.lead)
     out, blocks = [], []
     for start in range(0, len(frames), frames_per_push):
         clock.now = start * 2048 / 24000 / realtime_factor
@@ -68,15 +81,21 @@ async def stream_decode(
     return np.concatenate(out), blocks
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(
     ("count", "per_push", "realtime_factor"),
     [(1, 1, 1.0), (2, 1, 1.0), (3, 2, 1.0), (4, 1, 1.2), (20, 1, 1.2), (30, 3, 4.0), (45, 7, 20.0)],
 )
 async def test_streamed_audio_equals_whole_decode(
-    worker: DecodeWorker, model: torch.nn.Module, count: int, per_push: int, realtime_factor: float
+    worker: DecodeWorker,
+    model: torch.nn.Module,
+    count: int,
+    per_push: int,
+    realtime_factor: float,
+    mode: str,
 ) -> None:
     frames = random_frames(count, seed=count)
-    streamed, _ = await stream_decode(worker, frames, per_push, realtime_factor)
+    streamed, _ = await stream_decode(worker, frames, per_push, realtime_factor, mode)
     whole = decode_batch(model, np.array([frames]), "cpu")[0]
     assert len(streamed) == 2048 * count
     np.testing.assert_allclose(streamed, whole, rtol=0, atol=2e-5)
@@ -94,7 +113,7 @@ async def test_first_audio_after_four_frames_and_blocks_grow_with_the_lead(
 
 
 async def test_nothing_is_released_before_it_is_final(worker: DecodeWorker) -> None:
-    decoder = StreamDecoder(worker.decode)
+    decoder = WindowedStreamDecoder(worker.decode)
     assert await decoder.push(random_frames(3, seed=1)) is None  # 3 x 2048 - 4608 < 2048
     first = await decoder.push(random_frames(1, seed=2))
     assert first is not None and len(first) == 4 * 2048 - 4608
@@ -111,14 +130,15 @@ async def test_concurrent_streams_share_batches_and_get_their_own_audio(
     assert max(worker.stats.batch_sizes) > 1, worker.stats.batch_sizes
 
 
-async def test_noise_on_still_gives_each_sample_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+async def test_noise_on_still_gives_each_sample_once(tmp_path: Path, mode: str) -> None:
     from tests.stand_ins.snac_model import write_snac_model
 
-    noisy = load_snac(str(write_snac_model(tmp_path / "noisy", noise=True)), "cpu")
+    noisy = load_snac(str(write_snac_model(tmp_path / mode, noise=True)), "cpu")
     worker = DecodeWorker(noisy, CPU_TIER)
     worker.start()
     try:
-        audio, _ = await stream_decode(worker, random_frames(9, seed=3), 1, 1.0)
+        audio, _ = await stream_decode(worker, random_frames(9, seed=3), 1, 1.0, mode)
     finally:
         worker.stop()
     assert len(audio) == 9 * 2048

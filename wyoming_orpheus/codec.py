@@ -7,6 +7,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,9 +85,11 @@ def decode_batch(model: torch.nn.Module, frames: np.ndarray, device: str) -> np.
 
 @dataclass
 class _Job:
-    frames: np.ndarray  # (T, 7) int64
+    frames: np.ndarray  # (T, 7) int64: a window to batch; unused for a call
     future: asyncio.Future[np.ndarray]
     loop: asyncio.AbstractEventLoop
+    call: Callable[[], np.ndarray] | None = None
+    """A stream's own decode step (stateful mode), run as is."""
 
 
 @dataclass
@@ -129,13 +132,32 @@ class DecodeWorker:
             self._thread.join()
             self._thread = None
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """Return the loaded SNAC model."""
+        return self._model
+
+    @property
+    def tier(self) -> Tier:
+        """Return the hardware tier the worker runs."""
+        return self._tier
+
     async def decode(self, frames: np.ndarray) -> np.ndarray:
         """Decode one window of (T, 7) frame codes into T*2048 samples, off the event loop."""
+        return await self._submit(np.ascontiguousarray(frames, dtype=np.int64), None)
+
+    async def run(self, call: Callable[[], np.ndarray]) -> np.ndarray:
+        """Run a stream's decode step on the worker thread (torch work stays off the loop)."""
+        return await self._submit(np.zeros((0, 7), dtype=np.int64), call)
+
+    async def _submit(
+        self, frames: np.ndarray, call: Callable[[], np.ndarray] | None
+    ) -> np.ndarray:
         if self._thread is None:
             raise RuntimeError("decode worker is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
-        self._queue.put(_Job(np.ascontiguousarray(frames, dtype=np.int64), future, loop))
+        self._queue.put(_Job(frames, future, loop, call))
         return await future
 
     def _run(self) -> None:
@@ -171,7 +193,9 @@ class DecodeWorker:
     def _decode_jobs(self, jobs: list[_Job]) -> None:
         groups: dict[int, list[_Job]] = {}
         for job in jobs:
-            if not job.future.cancelled():
+            if job.call is not None:
+                self._call(job)  # even if cancelled: a stream's state must stay consistent
+            elif not job.future.cancelled():
                 groups.setdefault(len(job.frames), []).append(job)
         for length, group in groups.items():
             started = time.perf_counter()
@@ -187,6 +211,20 @@ class DecodeWorker:
             self._count(len(group), length, time.perf_counter() - started)
             for index, job in enumerate(group):
                 job.loop.call_soon_threadsafe(_settle, job.future, audio[index], None)
+
+    def _call(self, job: _Job) -> None:
+        assert job.call is not None
+        started = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                result = job.call()
+        except Exception as err:
+            _LOGGER.exception("SNAC stream step failed")
+            job.loop.call_soon_threadsafe(_settle, job.future, None, err)
+            return
+        self.stats.busy_seconds += time.perf_counter() - started
+        self.stats.windows += 1
+        job.loop.call_soon_threadsafe(_settle, job.future, result, None)
 
     def _count(self, windows: int, length: int, seconds: float) -> None:
         stats = self.stats

@@ -102,6 +102,8 @@ class Settings:
     """CPU threads for decoding; None takes the hardware tier's value."""
     compile: bool | None = None
     """torch.compile the decoder; None takes the hardware tier's choice."""
+    decode_mode: str = "auto"
+    """auto (the tier's), windowed (batched context windows) or stateful (per-layer caches)."""
     shutdown_grace: float = 10.0
     """Seconds in-flight syntheses may finish after SIGTERM before they are cancelled."""
     debug: bool = False
@@ -267,6 +269,7 @@ _FIELDS: dict[str, _Field] = {
     "decode_batch_size": _Field(_int_in(1, 256, optional=True)),
     "decode_threads": _Field(_int_in(1, 1024, optional=True)),
     "compile": _Field(_optional_bool),
+    "decode_mode": _Field(_choice("auto", "windowed", "stateful")),
     "shutdown_grace": _Field(_float_in(0, 3600)),
     "debug": _Field(_bool),
     "log_format": _Field(_str),

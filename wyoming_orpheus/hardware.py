@@ -42,6 +42,10 @@ class Tier:
     compile: bool
     max_concurrent: int
     """Syntheses at once, across both front doors."""
+    decode_mode: str = "windowed"
+    """windowed: exact context windows, batched across streams (GPUs, where launches cost
+    more than compute); stateful: per-layer caches, each sample computed once (CPUs, where
+    compute is what costs)."""
 
 
 def detect_device(requested: str) -> DeviceFacts:
@@ -76,11 +80,11 @@ def choose_tier(facts: DeviceFacts) -> Tier:
             return Tier("cuda-mid", "cuda", 16, 10.0, 1, False, 8)
         return Tier("cuda-entry", "cuda", 8, 10.0, 1, False, 4)
     if facts.kind == "mps":
-        return Tier("mps", "mps", 8, 5.0, 1, False, 4)
+        return Tier("mps", "mps", 8, 5.0, 1, False, 4, "stateful")
     # NOTE: on CPU one stream decodes at ~3-4x real time on 2 cores (REFERENCE.md section 2),
     # so allow about one stream per core; batching gains little, so collect briefly.
     cores = max(1, facts.cpu_count)
-    return Tier("cpu", "cpu", 4, 2.0, cores, False, max(2, cores))
+    return Tier("cpu", "cpu", 4, 2.0, cores, False, max(2, cores), "stateful")
 
 
 def apply_overrides(tier: Tier, settings: Settings) -> Tier:
@@ -94,6 +98,8 @@ def apply_overrides(tier: Tier, settings: Settings) -> Tier:
         changes["compile"] = settings.compile
     if settings.max_concurrent is not None:
         changes["max_concurrent"] = settings.max_concurrent
+    if settings.decode_mode != "auto":
+        changes["decode_mode"] = settings.decode_mode
     return replace(tier, **changes) if changes else tier  # type: ignore[arg-type]
 
 
@@ -102,10 +108,12 @@ def select_tier(settings: Settings) -> tuple[DeviceFacts, Tier]:
     facts = detect_device(settings.device)
     tier = apply_overrides(choose_tier(facts), settings)
     _LOGGER.info(
-        "Decode device: %s (%s); tier %s: batch %d, threads %d, compile %s, %d syntheses at once",
+        "Decode device: %s (%s); tier %s: %s decode, batch %d, threads %d, compile %s, "
+        "%d syntheses at once",
         facts.kind,
         facts.name,
         tier.name,
+        tier.decode_mode,
         tier.batch_size,
         tier.threads,
         tier.compile,

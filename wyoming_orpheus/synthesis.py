@@ -14,7 +14,7 @@ from .audio import LeadTrimmer, TempoChanger, silence, to_int16
 from .codec import DecodeWorker
 from .config import Settings
 from .llm import UpstreamError
-from .stream_decoder import Playback, StreamDecoder
+from .stream_decoder import Playback, open_stream
 from .text import Part, Pause, TextError, clean_text, split_segments, ssml_to_parts
 from .tokens import FrameParser
 from .upstreams import UpstreamPool
@@ -187,7 +187,7 @@ class Synthesizer:
     async def _speak(self, feed: _TokenFeed, playback: Playback) -> AsyncIterator[np.ndarray]:
         """Turn one segment's tokens into exact PCM; flush what came before a late failure."""
         parser = FrameParser()
-        decoder = StreamDecoder(self._worker.decode, lead=playback.lead)
+        decoder = open_stream(self._worker, playback.lead)
         trimmer = LeadTrimmer()
         error: UpstreamError | None = None
         try:
