@@ -1,0 +1,168 @@
+"""The product against a real llama.cpp llama-server (the integration tier; never skipped).
+
+llama-server runs a tiny GGUF with Orpheus's token layout (tests/stand_ins/tiny_orpheus_gguf.py);
+a byte-for-byte relay in front of it records exactly what it streamed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.stand_ins.llama_server import LlamaServer
+from tests.stand_ins.tcp_recorder import Exchange, TcpRecorder
+from tests.stand_ins.tiny_orpheus_gguf import write_tiny_orpheus
+from wyoming_orpheus.audio import to_int16
+from wyoming_orpheus.codec import decode_batch, load_snac
+from wyoming_orpheus.config import UpstreamSettings
+from wyoming_orpheus.engine import Engine
+
+
+@pytest.fixture(scope="module")
+def snac(snac_dir: Path) -> torch.nn.Module:
+    return load_snac(str(snac_dir), "cpu")
+
+
+@pytest.fixture
+async def start_llama(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
+    """Start llama-server with a tiny Orpheus model behind a recording relay."""
+    running: list[tuple[LlamaServer, TcpRecorder]] = []
+
+    async def start(**model_options: object) -> tuple[LlamaServer, TcpRecorder]:
+        model = write_tiny_orpheus(tmp_path / f"tiny-{len(running)}.gguf", **model_options)  # type: ignore[arg-type]
+        server = LlamaServer(model, tmp_path / f"llama-{len(running)}.log")
+        await server.start()
+        recorder = TcpRecorder(server.port)
+        await recorder.start()
+        running.append((server, recorder))
+        return server, recorder
+
+    yield start
+    for server, recorder in running:
+        await recorder.stop()
+        await server.stop()
+
+
+async def engine_for(
+    recorder: TcpRecorder, make_settings, engine_factory, **overrides: object
+) -> Engine:
+    upstream = UpstreamSettings(f"http://127.0.0.1:{recorder.port}/v1")
+    return await engine_factory(make_settings(upstreams=(upstream,), **overrides))  # type: ignore[no-any-return]
+
+
+async def speak(engine: Engine, text: str, voice: str = "tara") -> np.ndarray:
+    synthesizer = engine.synthesizer
+    pcm = synthesizer.synthesize(synthesizer.prepare(text), synthesizer.resolve_voice(voice))
+    async with aclosing(pcm) as chunks:
+        return np.concatenate([c async for c in chunks])
+
+
+def assert_equals_offline_decode(
+    audio: np.ndarray, exchange: Exchange, snac: torch.nn.Module
+) -> None:
+    frames = exchange.frames()
+    assert frames, "llama-server generated no complete frame"
+    expected = to_int16(decode_batch(snac, np.array([frames]), "cpu")[0])
+    assert len(audio) == len(expected) == 2048 * len(frames)  # nothing lost at either end
+    assert np.abs(audio.astype(int) - expected.astype(int)).max() <= 1
+
+
+async def test_audio_equals_an_offline_decode_of_what_llama_server_generated(
+    start_llama, make_settings, engine_factory, snac
+) -> None:
+    _, recorder = await start_llama()
+    engine = await engine_for(recorder, make_settings, engine_factory)
+    audio = await speak(engine, "Hello there.")
+    (exchange,) = recorder.exchanges
+    assert exchange.finish_reason() == "stop"  # end-of-speech ended it
+    assert_equals_offline_decode(audio, exchange, snac)
+
+
+async def test_the_stop_string_is_honoured(
+    start_llama, make_settings, engine_factory, snac
+) -> None:
+    # <custom_token_2> is not this model's EOS: only the request's stop string can end it there.
+    _, recorder = await start_llama(eos_is_end_of_speech=False)
+    engine = await engine_for(recorder, make_settings, engine_factory)
+    audio = await speak(engine, "Stop right there.")
+    (exchange,) = recorder.exchanges
+    assert exchange.finish_reason() == "stop"
+    assert "<custom_token_2>" not in exchange.generated_text()
+    assert_equals_offline_decode(audio, exchange, snac)
+
+
+async def test_finish_reason_length_ends_the_stream_cleanly(
+    start_llama, make_settings, engine_factory, snac
+) -> None:
+    _, recorder = await start_llama(end_every=None)
+    engine = await engine_for(recorder, make_settings, engine_factory, max_tokens=52)
+    audio = await speak(engine, "This answer is cut by max_tokens.")
+    (exchange,) = recorder.exchanges
+    assert exchange.finish_reason() == "length"
+    assert exchange.request_json()["max_tokens"] == 52
+    assert len(exchange.frames()) == 7  # 52 tokens: 7 frames and 3 tokens of an 8th
+    assert_equals_offline_decode(audio, exchange, snac)
+
+
+async def test_four_concurrent_requests_each_get_their_own_audio(
+    start_llama, make_settings, engine_factory, snac
+) -> None:
+    _, recorder = await start_llama()
+    engine = await engine_for(recorder, make_settings, engine_factory, max_concurrent=4)
+    texts = ["First voice.", "Second one here.", "A third request.", "And the fourth."]
+    audios = await asyncio.gather(
+        *(speak(engine, t, v) for t, v in zip(texts, ["tara", "leo", "zoe", "dan"], strict=True))
+    )
+    by_prompt = {e.request_json()["prompt"]: e for e in recorder.exchanges}
+    assert len(by_prompt) == 4
+    for text, audio in zip(texts, audios, strict=True):
+        (exchange,) = [e for prompt, e in by_prompt.items() if f": {text}<|eot_id|>" in prompt]
+        assert_equals_offline_decode(audio, exchange, snac)
+
+
+async def test_a_client_that_goes_away_frees_its_slot(
+    start_llama, make_settings, engine_factory
+) -> None:
+    server, recorder = await start_llama(end_every=None)
+    engine = await engine_for(recorder, make_settings, engine_factory)
+    synthesizer = engine.synthesizer
+    long_text = "A long answer that would take many seconds to generate. " * 10
+    pcm = synthesizer.synthesize(synthesizer.prepare(long_text), synthesizer.resolve_voice("tara"))
+    async with aclosing(pcm) as chunks:
+        async for _ in chunks:
+            break  # the listener hangs up after the first audio
+    gone = time.monotonic()
+    max_tokens = recorder.exchanges[0].request_json()["max_tokens"]
+    while any(slot["is_processing"] for slot in await server.slots()):
+        assert time.monotonic() - gone < 2.0, "llama-server is still generating for nobody"
+        await asyncio.sleep(0.05)
+    # Its log shows the task cancelled, far short of the thousands of tokens asked for.
+    log = server.log()
+    assert "cancel task" in log
+    used = int(re.search(r"stop processing: n_tokens = (\d+)", log).group(1))  # type: ignore[union-attr]
+    assert used < max_tokens / 2
+    assert recorder.exchanges[0].finish_reason() is None  # the stream never finished
+
+
+async def test_the_request_is_accepted_as_is_and_its_sampling_honoured(
+    start_llama, make_settings, engine_factory
+) -> None:
+    server, recorder = await start_llama()
+    engine = await engine_for(recorder, make_settings, engine_factory)
+    await speak(engine, "Check my settings.")
+    (exchange,) = recorder.exchanges
+    assert exchange.received.startswith(b"HTTP/1.1 200")
+    assert not any("error" in event for event in exchange.sse_events())
+    (params,) = [s["params"] for s in await server.slots() if "params" in s]
+    assert params["repeat_penalty"] == pytest.approx(1.1)
+    assert params["temperature"] == pytest.approx(0.6)
+    assert params["top_p"] == pytest.approx(0.9)
+    assert params["n_predict"] == exchange.request_json()["max_tokens"]
