@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from wyoming.client import AsyncTcpClient
+from wyoming.client import AsyncTcpClient, AsyncUnixClient
 from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.tts import (
@@ -284,3 +284,36 @@ async def test_busy_server_answers_with_a_busy_error(server_factory, llm: Orpheu
         await second.write_event(Synthesize(text="Me too.").event())
         reply = await read_reply(second, "error")
         assert reply.error is not None and reply.error.code == "busy"
+
+
+async def test_streaming_can_be_turned_off(make_settings, engine_factory) -> None:
+    engine = await engine_factory(make_settings())
+    info = build_info(engine.synthesizer.catalog, streaming=False)
+    server = WyomingServer(engine.settings.uri, info, engine.synthesizer)
+    await server.start()
+    try:
+        async with connect(server) as client:
+            await client.write_event(Describe().event())
+            reply = Info.from_event((await read_reply(client, "info")).events[-1])
+        assert not reply.tts[0].supports_synthesize_streaming
+    finally:
+        await server.shutdown(grace=0)
+
+
+async def test_a_unix_socket_uri_serves_too(make_settings, engine_factory, tmp_path: Path) -> None:
+    engine = await engine_factory(make_settings())
+    path = tmp_path / "orpheus.sock"
+    server = WyomingServer(
+        f"unix://{path}", build_info(engine.synthesizer.catalog, True), engine.synthesizer
+    )
+    await server.start()
+    try:
+        client = AsyncUnixClient(str(path))
+        await client.connect()
+        try:
+            await client.write_event(Synthesize(text="Over a socket file.").event())
+            assert_well_formed(await read_reply(client, "audio-stop"))
+        finally:
+            await client.disconnect()
+    finally:
+        await server.shutdown(grace=0)

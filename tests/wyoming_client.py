@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
-from wyoming.client import AsyncTcpClient
+from wyoming.client import AsyncClient
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.tts import SynthesizeStopped
@@ -31,7 +31,7 @@ class Reply:
         return len(self.audio) / 2 / 24000
 
 
-async def read_reply(client: AsyncTcpClient, until: str, timeout: float = TIMEOUT) -> Reply:
+async def read_reply(client: AsyncClient, until: str, timeout: float = TIMEOUT) -> Reply:
     """Read events until one of type `until` (or an error) arrives."""
     reply = Reply()
     async with asyncio.timeout(timeout):

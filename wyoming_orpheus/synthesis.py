@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from .audio import LeadTrimmer, TempoChanger, silence, to_int16
-from .codec import DecodeWorker
+from .codec import SAMPLE_RATE, DecodeWorker
 from .config import Settings
 from .llm import UpstreamError
 from .stream_decoder import Playback, open_stream
@@ -118,23 +119,32 @@ class Synthesizer:
         self.stats.requests += 1
         playback = Playback()
         tempo = TempoChanger(speed)
-        async with self.slot():
+        report = _Report(voice.name)
+        # NOTE: every nested generator is closed explicitly (aclosing), so a listener that
+        # stops closes the upstream requests at once rather than when garbage is collected.
+        async with (
+            self.slot(),
+            contextlib.aclosing(self._pcm(_aiter(parts), voice, playback)) as pcm,
+        ):
             try:
-                async for samples in self._pcm(_aiter(parts), voice, playback):
+                async for samples in pcm:
                     out = tempo.push(to_int16(samples) if samples.dtype != np.int16 else samples)
                     if len(out):
                         playback.sent(len(out))
+                        report.audio(len(out))
                         yield out
                 tail = tempo.flush()
                 if len(tail):
+                    report.audio(len(tail))
                     yield tail
             except Exception:
                 self.stats.failures += 1
                 raise
+            report.log()
 
     async def _pcm(
         self, parts: AsyncIterator[Part], voice: Voice, playback: Playback
-    ) -> AsyncIterator[np.ndarray]:
+    ) -> AsyncGenerator[np.ndarray, None]:
         """Speak segments in order while up to `lookahead` later ones already generate."""
         feeds: asyncio.Queue[object] = asyncio.Queue()
         window = asyncio.Semaphore(1 + self.settings.lookahead_segments)
@@ -151,8 +161,9 @@ class Synthesizer:
                 assert isinstance(item, _TokenFeed)
                 if spoken and self.settings.segment_pause_ms:
                     yield silence(self.settings.segment_pause_ms / 1000)
-                async for samples in self._speak(item, playback):
-                    yield samples
+                async with contextlib.aclosing(self._speak(item, playback)) as segment:
+                    async for samples in segment:
+                        yield samples
                 spoken = True
                 window.release()
         finally:
@@ -184,7 +195,9 @@ class Synthesizer:
         except Exception as err:  # reaches the consumer in order, after earlier audio
             feeds.put_nowait(err)
 
-    async def _speak(self, feed: _TokenFeed, playback: Playback) -> AsyncIterator[np.ndarray]:
+    async def _speak(
+        self, feed: _TokenFeed, playback: Playback
+    ) -> AsyncGenerator[np.ndarray, None]:
         """Turn one segment's tokens into exact PCM; flush what came before a late failure."""
         parser = FrameParser()
         decoder = open_stream(self._worker, playback.lead)
@@ -219,6 +232,32 @@ class Synthesizer:
             stats.dropped_tokens,
             stats.invalid_tokens,
             stats.end_of_speech,
+        )
+
+
+class _Report:
+    """Times one request for the log line operators read: first audio, length, speed."""
+
+    def __init__(self, voice: str) -> None:
+        self._voice = voice
+        self._started = time.monotonic()
+        self._first: float | None = None
+        self._samples = 0
+
+    def audio(self, samples: int) -> None:
+        if self._first is None:
+            self._first = time.monotonic() - self._started
+        self._samples += samples
+
+    def log(self) -> None:
+        seconds = self._samples / SAMPLE_RATE
+        took = time.monotonic() - self._started
+        _LOGGER.info(
+            "Spoke %.1f s of audio with %s in %.1f s (first audio after %.2f s)",
+            seconds,
+            self._voice,
+            took,
+            self._first or 0.0,
         )
 
 
