@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -134,3 +135,23 @@ async def test_healthcheck_fails_when_nothing_listens() -> None:
         "2",
     )
     assert await asyncio.wait_for(checker.wait(), 30) == 1
+
+
+def test_a_missing_snac_directory_is_a_clear_start_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wyoming_orpheus",
+            "--snac-model",
+            str(tmp_path / "nope"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"SNAC directory {tmp_path / 'nope'} does not exist" in result.stderr

@@ -39,6 +39,8 @@ def load_snac(path_or_id: str, device: str) -> torch.nn.Module:
     local = Path(path_or_id).expanduser()
     if local.exists() and not (local / "config.json").is_file():
         raise CodecLoadError(f"SNAC directory {local} has no config.json")
+    if not local.exists() and path_or_id.startswith(("/", ".", "~")):
+        raise CodecLoadError(f"SNAC directory {local} does not exist")
     source = str(local) if local.exists() else path_or_id
     try:
         model = SNAC.from_pretrained(source)
