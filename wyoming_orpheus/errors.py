@@ -12,7 +12,6 @@ _CODES: tuple[tuple[type[Exception], str], ...] = (
     (BusyError, "busy"),
     (VoiceError, "unknown-voice"),
     (TextError, "bad-text"),
-    (UpstreamError, "upstream-error"),
     (CodecLoadError, "codec-error"),
 )
 
