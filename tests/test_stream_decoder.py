@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -143,3 +144,15 @@ async def test_noise_on_still_gives_each_sample_once(tmp_path: Path, mode: str) 
         worker.stop()
     assert len(audio) == 9 * 2048
     assert np.isfinite(audio).all() and np.abs(audio).max() <= 1.0
+
+
+async def test_compile_is_left_to_the_windowed_decoder(model: torch.nn.Module) -> None:
+    tier = dataclasses.replace(CPU_TIER, compile=True, decode_mode="stateful")
+    worker = DecodeWorker(model, tier)
+    worker.start()
+    try:
+        audio, _ = await stream_decode(worker, random_frames(5, seed=9), 1, 1.0, "stateful")
+    finally:
+        worker.stop()
+    whole = decode_batch(model, np.array([random_frames(5, seed=9)]), "cpu")[0]
+    np.testing.assert_allclose(audio, whole, rtol=0, atol=2e-5)

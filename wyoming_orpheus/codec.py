@@ -96,12 +96,8 @@ class _Job:
 
 @dataclass
 class DecodeStats:
-    """Counters for /health and logs."""
+    """How well windows were batched: batch size -> number of batched calls."""
 
-    batches: int = 0
-    windows: int = 0
-    frames_decoded: int = 0
-    busy_seconds: float = 0.0
     batch_sizes: dict[int, int] = field(default_factory=dict)
 
 
@@ -114,10 +110,13 @@ class DecodeWorker:
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self.stats = DecodeStats()
-        if tier.compile:
+        if tier.compile and tier.decode_mode == "windowed":
             # NOTE: ~40 s to compile on CPU (REFERENCE.md); only when asked for or on GPU tiers.
             decoder = self._model.get_submodule("decoder")
             self._model.decoder = torch.compile(decoder, dynamic=True)  # type: ignore[assignment]
+        elif tier.compile:
+            # The stateful decoder runs the decoder's layers one by one, not the module whole.
+            _LOGGER.warning("compile applies to the windowed decoder only; ignored")
 
     def start(self) -> None:
         """Start the worker thread."""
@@ -199,8 +198,7 @@ class DecodeWorker:
                 self._call(job)  # even if cancelled: a stream's state must stay consistent
             elif not job.future.cancelled():
                 groups.setdefault(len(job.frames), []).append(job)
-        for length, group in groups.items():
-            started = time.perf_counter()
+        for group in groups.values():
             try:
                 audio = decode_batch(
                     self._model, np.stack([j.frames for j in group]), self._tier.device
@@ -210,31 +208,20 @@ class DecodeWorker:
                 for job in group:
                     job.loop.call_soon_threadsafe(_settle, job.future, None, err)
                 continue
-            self._count(len(group), length, time.perf_counter() - started)
+            sizes = self.stats.batch_sizes
+            sizes[len(group)] = sizes.get(len(group), 0) + 1
             for index, job in enumerate(group):
                 job.loop.call_soon_threadsafe(_settle, job.future, audio[index], None)
 
     def _call(self, job: _Job) -> None:
         assert job.call is not None
-        started = time.perf_counter()
         try:
-            with torch.inference_mode():
-                result = job.call()
+            result = job.call()
         except Exception as err:
             _LOGGER.exception("SNAC stream step failed")
             job.loop.call_soon_threadsafe(_settle, job.future, None, err)
             return
-        self.stats.busy_seconds += time.perf_counter() - started
-        self.stats.windows += 1
         job.loop.call_soon_threadsafe(_settle, job.future, result, None)
-
-    def _count(self, windows: int, length: int, seconds: float) -> None:
-        stats = self.stats
-        stats.batches += 1
-        stats.windows += windows
-        stats.frames_decoded += windows * length
-        stats.busy_seconds += seconds
-        stats.batch_sizes[windows] = stats.batch_sizes.get(windows, 0) + 1
 
 
 def _settle(

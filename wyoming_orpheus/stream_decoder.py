@@ -72,17 +72,11 @@ class StreamDecoder(ABC):
         self._max_block = max_block_frames
         self._min_block = min_block_frames
         self._frames: list[Frame] = []
-        self._released = 0  # index of the next sample to release
 
     @property
     def frames(self) -> int:
         """Return how many frames were received."""
         return len(self._frames)
-
-    @property
-    def released_samples(self) -> int:
-        """Return how many samples were released."""
-        return self._released
 
     def block_frames(self) -> int:
         """Return the least number of new frames worth a decode, given the lead: a power of 2."""
@@ -107,6 +101,7 @@ class WindowedStreamDecoder(StreamDecoder):
     def __init__(self, decode: DecodeFn, lead: LeadFn = lambda: 0.0, **kwargs: int) -> None:
         super().__init__(lead, **kwargs)
         self._decode = decode
+        self._released = 0  # index of the next sample to release
 
     async def push(self, frames: Sequence[Frame]) -> np.ndarray | None:
         """Add frames; decode and return newly final samples once a block is ready."""
@@ -171,9 +166,7 @@ class StatefulStreamDecoder(StreamDecoder):
     async def _step(self, end: int, final: bool) -> np.ndarray:
         new = np.asarray(self._frames[self._stepped : end], dtype=np.int64).reshape(-1, 7)
         self._stepped = end
-        samples = await self._worker.run(partial(self._stream.step, new, final))
-        self._released += len(samples)
-        return samples
+        return await self._worker.run(partial(self._stream.step, new, final))
 
 
 def open_stream(worker: DecodeWorker, lead: LeadFn) -> StreamDecoder:

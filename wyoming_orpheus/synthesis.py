@@ -38,12 +38,9 @@ class VoiceError(ValueError):
 
 @dataclass
 class SynthesisStats:
-    """Counters for logs and health."""
+    """Counters across requests: syntheses running, tokens the parser had to drop."""
 
-    requests: int = 0
     active: int = 0
-    busy_rejections: int = 0
-    failures: int = 0
     dropped_tokens: int = 0
     invalid_tokens: int = 0
 
@@ -101,7 +98,6 @@ class Synthesizer:
             async with asyncio.timeout(self.settings.queue_timeout):
                 await self._slots.acquire()
         except TimeoutError:
-            self.stats.busy_rejections += 1
             raise BusyError(
                 f"server busy: {self.max_concurrent} syntheses are running; try again shortly"
             ) from None
@@ -116,7 +112,6 @@ class Synthesizer:
         self, parts: AsyncIterable[Part] | Iterable[Part], voice: Voice, speed: float = 1.0
     ) -> AsyncGenerator[np.ndarray, None]:
         """Yield 24 kHz int16 mono PCM for the parts, while the LLM still generates."""
-        self.stats.requests += 1
         playback = Playback()
         tempo = TempoChanger(speed)
         report = _Report(voice.name)
@@ -126,20 +121,16 @@ class Synthesizer:
             self.slot(),
             contextlib.aclosing(self._pcm(_aiter(parts), voice, playback)) as pcm,
         ):
-            try:
-                async for samples in pcm:
-                    out = tempo.push(to_int16(samples) if samples.dtype != np.int16 else samples)
-                    if len(out):
-                        playback.sent(len(out))
-                        report.audio(len(out))
-                        yield out
-                tail = tempo.flush()
-                if len(tail):
-                    report.audio(len(tail))
-                    yield tail
-            except Exception:
-                self.stats.failures += 1
-                raise
+            async for samples in pcm:
+                out = tempo.push(to_int16(samples) if samples.dtype != np.int16 else samples)
+                if len(out):
+                    playback.sent(len(out))
+                    report.audio(len(out))
+                    yield out
+            tail = tempo.flush()
+            if len(tail):
+                report.audio(len(tail))
+                yield tail
             report.log()
 
     async def _pcm(

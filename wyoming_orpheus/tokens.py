@@ -43,7 +43,6 @@ class FrameStats:
     """What the parser saw; dropped counts are visible in logs and metrics."""
 
     frames: int = 0
-    audio_tokens: int = 0
     invalid_tokens: int = 0
     """Tokens outside slot 0..6 (for example a code of 4096 in slot 6)."""
     dropped_tokens: int = 0
@@ -93,7 +92,6 @@ class FrameParser:
                 self.stats.end_of_speech = True
             return None
 
-        self.stats.audio_tokens += 1
         slot, code = divmod(number - AUDIO_TOKEN_BASE, CODES_PER_SLOT)
         if slot != len(self._partial):
             self._resync(slot)

@@ -26,8 +26,6 @@ class Upstream:
     voices: frozenset[str]
     in_flight: int = 0
     failed_until: float = 0.0
-    requests: int = 0
-    failures: int = 0
 
     @property
     def url(self) -> str:
@@ -95,7 +93,6 @@ class UpstreamPool:
                     )
                 return
             except UpstreamError as err:
-                upstream.failures += 1
                 upstream.failed_until = self._clock() + self._settings.upstream_cooldown
                 if audio_seen or len(tried) > 1:
                     raise
@@ -104,7 +101,6 @@ class UpstreamPool:
     async def _stream_one(self, upstream: Upstream, voice: str, text: str) -> AsyncIterator[str]:
         assert self._session is not None
         upstream.in_flight += 1
-        upstream.requests += 1
         try:
             completion = stream_completion(
                 self._session, upstream.settings, self._settings, voice, text
