@@ -13,6 +13,7 @@ from tests.stand_ins.llm_server import OrpheusStandIn
 from tests.stand_ins.snac_model import write_snac_model
 from wyoming_orpheus.config import Settings, UpstreamSettings
 from wyoming_orpheus.engine import Engine
+from wyoming_orpheus.http_api import HttpServer, HttpState
 from wyoming_orpheus.wyoming_handler import build_info
 from wyoming_orpheus.wyoming_server import WyomingServer
 
@@ -46,6 +47,8 @@ def make_settings(snac_dir: Path, llm: OrpheusStandIn) -> Callable[..., Settings
             first_token_timeout=5,
             stall_timeout=2,
             upstream_cooldown=0,
+            http_host="127.0.0.1",
+            http_port=0,
         )
         return dataclasses.replace(base, **overrides)
 
@@ -82,3 +85,25 @@ async def wyoming_server(engine: Engine) -> AsyncIterator[WyomingServer]:
     await server.start()
     yield server
     await server.shutdown(grace=0)
+
+
+@pytest.fixture
+async def http_factory() -> AsyncIterator[Callable[[Engine], Any]]:
+    """Start HTTP doors over engines on free loopback ports; return their base URLs."""
+    servers: list[HttpServer] = []
+
+    async def start(engine: Engine) -> str:
+        server = HttpServer(HttpState(engine.settings, engine))
+        await server.start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.port}"
+
+    yield start
+    for server in servers:
+        await server.stop()
+
+
+@pytest.fixture
+async def http_url(engine: Engine, http_factory: Any) -> str:
+    """The HTTP door over the default engine."""
+    return await http_factory(engine)  # type: ignore[no-any-return]

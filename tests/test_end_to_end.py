@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from wyoming.client import AsyncTcpClient
 from wyoming.info import Describe, Info
@@ -29,8 +30,8 @@ def free_port() -> int:
 @pytest.fixture
 async def server_process(
     llm: OrpheusStandIn, snac_dir: Path, tmp_path: Path
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    port = free_port()
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int, int]]:
+    port, http_port = free_port(), free_port()
     log = (tmp_path / "server.log").open("w")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -44,7 +45,10 @@ async def server_process(
         str(snac_dir),
         "--device",
         "cpu",
-        "--no-http",
+        "--http-host",
+        "127.0.0.1",
+        "--http-port",
+        str(http_port),
         "--zeroconf",
         "orpheus-e2e",
         "--debug",
@@ -53,7 +57,7 @@ async def server_process(
     )
     try:
         await wait_for_port(port, process)
-        yield process, port
+        yield process, port, http_port
     finally:
         if process.returncode is None:
             process.kill()
@@ -81,7 +85,7 @@ async def wait_for_port(
 async def test_the_installed_server_speaks_and_is_discoverable(
     server_process, llm: OrpheusStandIn
 ) -> None:
-    _, port = server_process
+    _, port, _ = server_process
     client = AsyncTcpClient("127.0.0.1", port)
     await client.connect()
     try:
@@ -101,7 +105,7 @@ async def test_the_installed_server_speaks_and_is_discoverable(
 async def test_sigterm_lets_the_synthesis_finish_and_exits_0(
     server_process, llm: OrpheusStandIn
 ) -> None:
-    process, port = server_process
+    process, port, _ = server_process
     llm.behaviour.tokens_per_second = 200
     client = AsyncTcpClient("127.0.0.1", port)
     await client.connect()
@@ -117,11 +121,31 @@ async def test_sigterm_lets_the_synthesis_finish_and_exits_0(
 
 
 async def test_healthcheck_passes_against_a_running_server(server_process) -> None:
-    _, port = server_process
+    _, port, _ = server_process
     checker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "wyoming_orpheus.healthcheck", "--uri", f"tcp://127.0.0.1:{port}"
     )
     assert await asyncio.wait_for(checker.wait(), 30) == 0
+
+
+async def test_one_process_serves_both_doors_and_drains_http_on_sigterm(
+    server_process, llm: OrpheusStandIn
+) -> None:
+    process, _, http_port = server_process
+    url = f"http://127.0.0.1:{http_port}"
+    llm.behaviour.tokens_per_second = 200
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url + "/health") as response:
+            assert response.status == 200 and (await response.json())["ready"] is True
+        async with session.post(
+            url + "/v1/audio/speech", json={"input": "Both doors.", "response_format": "pcm"}
+        ) as response:
+            assert response.status == 200
+            first = await response.content.readany()  # the synthesis is under way
+            process.send_signal(signal.SIGTERM)
+            rest = await response.read()
+    assert len(first + rest) == len(llm.requests[0].frames) * 2048 * 2  # finished, not cut
+    assert await asyncio.wait_for(process.wait(), 30) == 0
 
 
 async def test_healthcheck_fails_when_nothing_listens() -> None:

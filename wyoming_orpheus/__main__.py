@@ -15,6 +15,7 @@ from .codec import CodecLoadError
 from .config import ConfigError, Settings
 from .discovery import Advertiser
 from .engine import Engine
+from .http_api import HttpServer, HttpState
 from .wyoming_handler import build_info
 from .wyoming_server import WyomingServer
 
@@ -23,13 +24,33 @@ _PROG = "wyoming-orpheus"
 
 
 async def serve(settings: Settings) -> None:
-    """Run the servers until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run both doors until SIGTERM or SIGINT, then shut down gracefully."""
     # Handle signals from the start: a stop during start-up still shuts down cleanly.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    engine = await Engine.create(settings)
+    # The HTTP door opens first so /health answers ("starting", 503) while SNAC loads.
+    http_state = HttpState(settings)
+    http = HttpServer(http_state) if settings.http_enabled else None
+    try:
+        if http is not None:
+            await http.start()
+        engine = await Engine.create(settings)
+        http_state.engine = engine
+        try:
+            await _serve_wyoming(settings, engine, stop, http)
+        finally:
+            await engine.close()
+    finally:
+        if http is not None:
+            await http.stop()  # no-op when already stopped
+
+
+async def _serve_wyoming(
+    settings: Settings, engine: Engine, stop: asyncio.Event, http: HttpServer | None
+) -> None:
+    """Serve Wyoming (and zeroconf) until stop is set; then drain both doors at once."""
     info = build_info(engine.synthesizer.catalog, settings.streaming)
     server = WyomingServer(settings.uri, info, engine.synthesizer)
     advertiser: Advertiser | None = None
@@ -43,8 +64,11 @@ async def serve(settings: Settings) -> None:
     finally:
         if advertiser is not None:
             await advertiser.stop()
-        await server.shutdown(settings.shutdown_grace)
-        await engine.close()
+        # Each door lets its in-flight syntheses finish within shutdown_grace.
+        await asyncio.gather(
+            server.shutdown(settings.shutdown_grace),
+            *([http.stop()] if http is not None else []),
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

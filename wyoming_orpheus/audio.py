@@ -79,10 +79,13 @@ class TempoChanger:
                 layout="mono",
                 time_base=Fraction(1, SAMPLE_RATE),
             )
-            tempo = graph.add("atempo", f"{factor}")
+            last = source
+            for step in _atempo_steps(factor):
+                tempo = graph.add("atempo", f"{step}")
+                last.link_to(tempo)
+                last = tempo
             sink = graph.add("abuffersink")
-            source.link_to(tempo)
-            tempo.link_to(sink)
+            last.link_to(sink)
             graph.configure()
             self._graph = graph
 
@@ -114,3 +117,12 @@ class TempoChanger:
                 break
             out.append(frame.to_ndarray().reshape(-1))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int16)
+
+
+def _atempo_steps(factor: float) -> list[float]:
+    """Split a tempo factor into atempo filters: one filter slows by at most 2x."""
+    steps = []
+    while factor < 0.5:
+        steps.append(0.5)
+        factor /= 0.5
+    return [*steps, factor]

@@ -27,6 +27,12 @@ _VALUE_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--uri", "uri", "Wyoming server address (default: tcp://0.0.0.0:10200)"),
     ("--http-host", "http_host", "OpenAI-compatible HTTP API address (default: 0.0.0.0)"),
     ("--http-port", "http_port", "OpenAI-compatible HTTP API port (default: 5005)"),
+    ("--http-api-key", "http_api_key", "require 'Authorization: Bearer KEY' on the HTTP API"),
+    (
+        "--http-cors-origins",
+        "http_cors_origins",
+        "browser origins allowed to call the HTTP API, comma-separated (default: none)",
+    ),
     ("--llm-api", "llm_api", f"LLM server dialect: {', '.join(LLM_APIS)} (default: openai)"),
     ("--llm-model", "llm_model", "model name sent to the LLM server (default: orpheus)"),
     ("--llm-api-key", "llm_api_key", "API key sent as 'Authorization: Bearer KEY'"),

@@ -104,9 +104,15 @@ class DecodeStats:
 class DecodeWorker:
     """One thread per device: takes queued windows, batches equal lengths, decodes them."""
 
-    def __init__(self, model: torch.nn.Module, tier: Tier) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tier: Tier,
+        observe_step: Callable[[float], None] = lambda seconds: None,
+    ) -> None:
         self._model = model
         self._tier = tier
+        self._observe_step = observe_step
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self.stats = DecodeStats()
@@ -199,6 +205,7 @@ class DecodeWorker:
             elif not job.future.cancelled():
                 groups.setdefault(len(job.frames), []).append(job)
         for group in groups.values():
+            started = time.perf_counter()
             try:
                 audio = decode_batch(
                     self._model, np.stack([j.frames for j in group]), self._tier.device
@@ -208,6 +215,7 @@ class DecodeWorker:
                 for job in group:
                     job.loop.call_soon_threadsafe(_settle, job.future, None, err)
                 continue
+            self._observe_step(time.perf_counter() - started)
             sizes = self.stats.batch_sizes
             sizes[len(group)] = sizes.get(len(group), 0) + 1
             for index, job in enumerate(group):
@@ -215,12 +223,14 @@ class DecodeWorker:
 
     def _call(self, job: _Job) -> None:
         assert job.call is not None
+        started = time.perf_counter()
         try:
             result = job.call()
         except Exception as err:
             _LOGGER.exception("SNAC stream step failed")
             job.loop.call_soon_threadsafe(_settle, job.future, None, err)
             return
+        self._observe_step(time.perf_counter() - started)
         job.loop.call_soon_threadsafe(_settle, job.future, result, None)
 
 

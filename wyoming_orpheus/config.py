@@ -17,6 +17,21 @@ PROMPT_FORMATS = ("training", "audio")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LOG_FORMAT_DEFAULT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+# OpenAI's voice names -> Orpheus voices, matched by character (gender, register).
+OPENAI_VOICES_DEFAULT = {
+    "alloy": "tara",
+    "ash": "dan",
+    "ballad": "zac",
+    "coral": "jess",
+    "echo": "leo",
+    "fable": "mia",
+    "onyx": "leo",
+    "nova": "leah",
+    "sage": "zoe",
+    "shimmer": "mia",
+    "verse": "dan",
+}
+
 
 class ConfigError(Exception):
     """A setting has an invalid value; the message names the setting and its source."""
@@ -54,6 +69,14 @@ class Settings:
     """Port of the OpenAI-compatible HTTP API."""
     http_enabled: bool = True
     """Serve the HTTP API at all."""
+    http_api_key: str | None = None
+    """When set, HTTP requests need `Authorization: Bearer <key>` (not /health, the page)."""
+    http_cors_origins: tuple[str, ...] = ()
+    """Browser origins allowed to call the HTTP API (`*` for any); none by default."""
+    http_max_body_bytes: int = 262144
+    """Largest HTTP request body; larger ones are refused before being read."""
+    openai_voices: dict[str, str] = field(default_factory=lambda: dict(OPENAI_VOICES_DEFAULT))
+    """OpenAI voice names (alloy, echo, ...) -> the Orpheus voice that speaks for each."""
     upstreams: tuple[UpstreamSettings, ...] = (UpstreamSettings("http://127.0.0.1:8080/v1"),)
     """The Orpheus LLM servers."""
     connect_timeout: float = 5.0
@@ -220,10 +243,21 @@ def _url_list(value: Any) -> tuple[str, ...]:
     return tuple(_http_url(item) for item in items if str(item).strip())
 
 
+def _voice_map(value: Any) -> dict[str, str]:
+    if isinstance(value, str):  # from the environment: alloy=tara,echo=leo
+        pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ValueError("must be NAME=VOICE pairs separated by commas")
+        value = {name: voice for name, _, voice in pairs}
+    if not isinstance(value, dict):
+        raise ValueError("must be a mapping of OpenAI voice names to voices")
+    return {_str(k).strip().lower(): _str(v).strip() for k, v in value.items()}
+
+
 def _name_list(value: Any) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
-        raise ValueError("must be a list of voice names or language codes")
+        raise ValueError("must be a list of names")
     return tuple(_str(item).strip() for item in items if str(item).strip())
 
 
@@ -240,6 +274,10 @@ _FIELDS: dict[str, _Field] = {
     "http_host": _Field(_str, env=("ORPHEUS_HOST",)),
     "http_port": _Field(_int_in(1, 65535), env=("ORPHEUS_PORT",)),
     "http_enabled": _Field(_bool),
+    "http_api_key": _Field(_optional_str),
+    "http_cors_origins": _Field(_name_list),
+    "http_max_body_bytes": _Field(_int_in(1024, 64 * 2**20)),
+    "openai_voices": _Field(_voice_map),
     "llm_urls": _Field(_url_list, env=("ORPHEUS_API_URL",)),
     "llm_api": _Field(_choice(*LLM_APIS)),
     "llm_model": _Field(_str),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from .codec import DecodeWorker, load_snac
 from .config import ConfigError, Settings
 from .hardware import DeviceFacts, Tier, select_tier
+from .metrics import Metrics
 from .synthesis import Synthesizer
 from .upstreams import UpstreamPool
 from .voices import VoiceCatalog, unknown_binding_entries
@@ -41,6 +42,7 @@ class Engine:
     pool: UpstreamPool
     worker: DecodeWorker
     synthesizer: Synthesizer
+    metrics: Metrics
 
     @classmethod
     async def create(cls, settings: Settings) -> Engine:
@@ -49,12 +51,13 @@ class Engine:
         facts, tier = select_tier(settings)
         _LOGGER.info("Loading SNAC from %s", settings.snac_model)
         model = await asyncio.to_thread(load_snac, settings.snac_model, tier.device)
-        worker = DecodeWorker(model, tier)
+        metrics = Metrics()
+        worker = DecodeWorker(model, tier, metrics.decode_step.observe)
         worker.start()
         pool = UpstreamPool(settings)
         await pool.start()
-        synthesizer = Synthesizer(settings, catalog, pool, worker, tier.max_concurrent)
-        return cls(settings, facts, tier, pool, worker, synthesizer)
+        synthesizer = Synthesizer(settings, catalog, pool, worker, tier.max_concurrent, metrics)
+        return cls(settings, facts, tier, pool, worker, synthesizer, metrics)
 
     async def close(self) -> None:
         """Close upstream connections and stop the decode worker."""

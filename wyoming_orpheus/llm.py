@@ -59,6 +59,35 @@ class NoAudioError(UpstreamError):
     code = "no-audio"
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Per-request overrides of the configured sampling; None keeps the setting."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    repetition_penalty: float | None = None
+    max_tokens: int | None = None
+    """A lower cap than `max_tokens` for this request's LLM requests."""
+    seed: int | None = None
+    """Makes a request repeatable on servers that honour it (llama.cpp, vLLM, Ollama)."""
+
+    def pick(self, settings: Settings) -> tuple[float, float, float, int]:
+        """Return temperature, top_p, repetition penalty and the max_tokens cap in force."""
+        return (
+            settings.temperature if self.temperature is None else self.temperature,
+            settings.top_p if self.top_p is None else self.top_p,
+            (
+                settings.repetition_penalty
+                if self.repetition_penalty is None
+                else self.repetition_penalty
+            ),
+            settings.max_tokens if self.max_tokens is None else self.max_tokens,
+        )
+
+
+DEFAULT_SAMPLING = Sampling()
+
+
 def build_prompt(voice: str, text: str, prompt_format: str) -> str:
     """Build the Orpheus prompt for a voice and a text."""
     if prompt_format == "audio":
@@ -95,11 +124,17 @@ def endpoint_url(upstream: UpstreamSettings) -> str:
 
 
 def request_body(
-    upstream: UpstreamSettings, settings: Settings, voice: str, text: str
+    upstream: UpstreamSettings,
+    settings: Settings,
+    voice: str,
+    text: str,
+    sampling: Sampling = DEFAULT_SAMPLING,
 ) -> dict[str, Any]:
     """Build the JSON body for the upstream's dialect."""
     prompt = build_prompt(voice, text, upstream.prompt_format)
-    max_tokens = max_tokens_for(text, settings.max_tokens)
+    temperature, top_p, penalty, cap = sampling.pick(settings)
+    max_tokens = max_tokens_for(text, cap)
+    seed = {} if sampling.seed is None else {"seed": sampling.seed}
     if upstream.api == "ollama":
         # NOTE: Ollama's /v1/completions cannot carry raw mode or a repeat penalty and
         # applies the chat template, so the model would answer in words (REFERENCE.md 3).
@@ -109,11 +144,12 @@ def request_body(
             "raw": True,
             "stream": True,
             "options": {
-                "temperature": settings.temperature,
-                "top_p": settings.top_p,
-                "repeat_penalty": settings.repetition_penalty,
+                "temperature": temperature,
+                "top_p": top_p,
+                "repeat_penalty": penalty,
                 "num_predict": max_tokens,
                 "stop": STOP_STRINGS,
+                **seed,
             },
         }
     return {
@@ -121,12 +157,13 @@ def request_body(
         "prompt": prompt,
         "stream": True,
         "max_tokens": max_tokens,
-        "temperature": settings.temperature,
-        "top_p": settings.top_p,
+        "temperature": temperature,
+        "top_p": top_p,
         # llama.cpp reads repeat_penalty, vLLM repetition_penalty; each ignores the other.
-        "repeat_penalty": settings.repetition_penalty,
-        "repetition_penalty": settings.repetition_penalty,
+        "repeat_penalty": penalty,
+        "repetition_penalty": penalty,
         "stop": STOP_STRINGS,
+        **seed,
     }
 
 
@@ -144,13 +181,14 @@ async def stream_completion(
     settings: Settings,
     voice: str,
     text: str,
+    sampling: Sampling = DEFAULT_SAMPLING,
 ) -> AsyncGenerator[str, None]:
     """Send one request and yield the token text as it streams in."""
     url = endpoint_url(upstream)
     headers = {"X-Request-ID": uuid.uuid4().hex}
     if upstream.api_key:
         headers["Authorization"] = f"Bearer {upstream.api_key}"
-    body = request_body(upstream, settings, voice, text)
+    body = request_body(upstream, settings, voice, text, sampling)
     limits = StreamLimits(settings.first_token_timeout, settings.stall_timeout)
     timeout = aiohttp.ClientTimeout(
         total=settings.request_timeout,
@@ -171,7 +209,7 @@ async def stream_completion(
         raise UpstreamUnreachable(f"cannot reach the LLM server at {url}: {err}") from err
     # NOTE: some servers ignore max_tokens (koboldcpp, misconfigured proxies); stop reading
     # a little past it ourselves so a never-ending stream cannot hold a synthesis forever.
-    budget = max_tokens_for(text, settings.max_tokens) + TOKEN_SLACK
+    budget = max_tokens_for(text, sampling.pick(settings)[3]) + TOKEN_SLACK
     completed = False
     try:
         await _check_status(response, url, upstream)

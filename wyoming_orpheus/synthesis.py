@@ -14,7 +14,8 @@ import numpy as np
 from .audio import LeadTrimmer, TempoChanger, silence, to_int16
 from .codec import SAMPLE_RATE, DecodeWorker
 from .config import Settings
-from .llm import UpstreamError
+from .llm import DEFAULT_SAMPLING, Sampling, UpstreamError
+from .metrics import Metrics
 from .stream_decoder import Playback, open_stream
 from .text import Part, Pause, TextError, clean_text, split_segments, ssml_to_parts
 from .tokens import FrameParser
@@ -38,9 +39,10 @@ class VoiceError(ValueError):
 
 @dataclass
 class SynthesisStats:
-    """Counters across requests: syntheses running, tokens the parser had to drop."""
+    """Counters across requests: syntheses running and waiting, tokens the parser dropped."""
 
     active: int = 0
+    queued: int = 0
     dropped_tokens: int = 0
     invalid_tokens: int = 0
 
@@ -58,6 +60,7 @@ class Synthesizer:
         pool: UpstreamPool,
         worker: DecodeWorker,
         max_concurrent: int,
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -66,6 +69,8 @@ class Synthesizer:
         self._slots = asyncio.Semaphore(max_concurrent)
         self.max_concurrent = max_concurrent
         self.stats = SynthesisStats()
+        self.metrics = metrics
+        metrics.track_slots(lambda: self.stats.active, lambda: self.stats.queued)
 
     def resolve_voice(self, name: str | None) -> Voice:
         """Return the named voice, or the default voice when no name is given."""
@@ -94,6 +99,7 @@ class Synthesizer:
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one of the synthesis slots; wait at most queue_timeout for it."""
+        self.stats.queued += 1
         try:
             async with asyncio.timeout(self.settings.queue_timeout):
                 await self._slots.acquire()
@@ -101,6 +107,8 @@ class Synthesizer:
             raise BusyError(
                 f"server busy: {self.max_concurrent} syntheses are running; try again shortly"
             ) from None
+        finally:
+            self.stats.queued -= 1
         self.stats.active += 1
         try:
             yield
@@ -109,17 +117,22 @@ class Synthesizer:
             self._slots.release()
 
     async def synthesize(
-        self, parts: AsyncIterable[Part] | Iterable[Part], voice: Voice, speed: float = 1.0
+        self,
+        parts: AsyncIterable[Part] | Iterable[Part],
+        voice: Voice,
+        speed: float = 1.0,
+        sampling: Sampling = DEFAULT_SAMPLING,
+        door: str = "wyoming",
     ) -> AsyncGenerator[np.ndarray, None]:
         """Yield 24 kHz int16 mono PCM for the parts, while the LLM still generates."""
         playback = Playback()
         tempo = TempoChanger(speed)
-        report = _Report(voice.name)
+        report = _Report(voice.name, door, self.metrics)
         # NOTE: every nested generator is closed explicitly (aclosing), so a listener that
         # stops closes the upstream requests at once rather than when garbage is collected.
         async with (
             self.slot(),
-            contextlib.aclosing(self._pcm(_aiter(parts), voice, playback)) as pcm,
+            contextlib.aclosing(self._pcm(_aiter(parts), voice, sampling, playback)) as pcm,
         ):
             async for samples in pcm:
                 out = tempo.push(to_int16(samples) if samples.dtype != np.int16 else samples)
@@ -134,12 +147,12 @@ class Synthesizer:
             report.log()
 
     async def _pcm(
-        self, parts: AsyncIterator[Part], voice: Voice, playback: Playback
+        self, parts: AsyncIterator[Part], voice: Voice, sampling: Sampling, playback: Playback
     ) -> AsyncGenerator[np.ndarray, None]:
         """Speak segments in order while up to `lookahead` later ones already generate."""
         feeds: asyncio.Queue[object] = asyncio.Queue()
         window = asyncio.Semaphore(1 + self.settings.lookahead_segments)
-        feeder = asyncio.create_task(self._feed(parts, voice, feeds, window))
+        feeder = asyncio.create_task(self._feed(parts, voice, sampling, feeds, window))
         spoken = False
         try:
             while (item := await feeds.get()) is not _END:
@@ -170,6 +183,7 @@ class Synthesizer:
         self,
         parts: AsyncIterator[Part],
         voice: Voice,
+        sampling: Sampling,
         feeds: asyncio.Queue[object],
         window: asyncio.Semaphore,
     ) -> None:
@@ -181,7 +195,7 @@ class Synthesizer:
                     continue
                 for segment in split_segments(clean_text(part), self.settings.segment_max_chars):
                     await window.acquire()
-                    feeds.put_nowait(_TokenFeed(self._pool.stream(voice.name, segment)))
+                    feeds.put_nowait(_TokenFeed(self._pool.stream(voice.name, segment, sampling)))
             feeds.put_nowait(_END)
         except Exception as err:  # reaches the consumer in order, after earlier audio
             feeds.put_nowait(err)
@@ -194,8 +208,10 @@ class Synthesizer:
         decoder = open_stream(self._worker, playback.lead)
         trimmer = LeadTrimmer()
         error: UpstreamError | None = None
+        first_token: float | None = None
         try:
             async for text in feed:
+                first_token = first_token or time.monotonic()
                 frames = parser.feed(text)
                 samples = await decoder.push(frames) if frames else None
                 if samples is not None:
@@ -209,12 +225,15 @@ class Synthesizer:
         parser.finish()
         yield trimmer.push(await decoder.finish())
         yield trimmer.flush()
-        self._record(parser)
+        self._record(parser, first_token)
         if error is not None:
             raise error
 
-    def _record(self, parser: FrameParser) -> None:
+    def _record(self, parser: FrameParser, first_token: float | None) -> None:
         stats = parser.stats
+        took = time.monotonic() - first_token if first_token is not None else 0.0
+        if stats.frames > 1 and took > 0:
+            self.metrics.token_rate.observe(stats.frames * 7 / took)
         self.stats.dropped_tokens += stats.dropped_tokens
         self.stats.invalid_tokens += stats.invalid_tokens
         _LOGGER.debug(
@@ -227,10 +246,12 @@ class Synthesizer:
 
 
 class _Report:
-    """Times one request for the log line operators read: first audio, length, speed."""
+    """Times one request for the log line operators read and the metrics: first audio, RTF."""
 
-    def __init__(self, voice: str) -> None:
+    def __init__(self, voice: str, door: str, metrics: Metrics) -> None:
         self._voice = voice
+        self._door = door
+        self._metrics = metrics
         self._started = time.monotonic()
         self._first: float | None = None
         self._samples = 0
@@ -238,11 +259,15 @@ class _Report:
     def audio(self, samples: int) -> None:
         if self._first is None:
             self._first = time.monotonic() - self._started
+            self._metrics.first_audio.labels(self._door).observe(self._first)
         self._samples += samples
 
     def log(self) -> None:
         seconds = self._samples / SAMPLE_RATE
         took = time.monotonic() - self._started
+        self._metrics.audio_seconds.labels(self._door).inc(seconds)
+        if seconds > 0:
+            self._metrics.real_time_factor.labels(self._door).observe(took / seconds)
         _LOGGER.info(
             "Spoke %.1f s of audio with %s in %.1f s (first audio after %.2f s)",
             seconds,
@@ -272,11 +297,26 @@ class _TokenFeed:
         return self._pieces()
 
     async def _pieces(self) -> AsyncIterator[str]:
-        while (item := await self._queue.get()) is not _END:
+        """Yield everything that arrived since the last read as one piece.
+
+        NOTE: issue #10: pushed piece by piece, a loaded decoder stepped one frame at a time
+        (~3x the per-frame cost of a 4-16 frame step), so the listener's lead never grew.
+        Taking all that queued up while the previous decode ran lets blocks grow under load.
+        """
+        while True:
+            batch: list[str] = []
+            item = await self._queue.get()
+            while isinstance(item, str):
+                batch.append(item)
+                if self._queue.empty():
+                    break
+                item = self._queue.get_nowait()
+            if batch:
+                yield "".join(batch)
+            if item is _END:
+                return
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, str)
-            yield item
 
     def cancel(self) -> None:
         """Stop reading; the upstream connection closes at once."""

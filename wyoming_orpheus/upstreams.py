@@ -11,7 +11,14 @@ from dataclasses import dataclass
 import aiohttp
 
 from .config import Settings, UpstreamSettings
-from .llm import NoAudioError, UpstreamError, endpoint_url, stream_completion
+from .llm import (
+    DEFAULT_SAMPLING,
+    NoAudioError,
+    Sampling,
+    UpstreamError,
+    endpoint_url,
+    stream_completion,
+)
 from .tokens import has_audio_token
 from .voices import voices_for_binding
 
@@ -26,6 +33,8 @@ class Upstream:
     voices: frozenset[str]
     in_flight: int = 0
     failed_until: float = 0.0
+    last_error: str | None = None
+    """The last failure's text (shown in /health); cleared by a success."""
 
     @property
     def url(self) -> str:
@@ -70,7 +79,13 @@ class UpstreamPool:
         # Every server failed lately: try the one whose cooldown ends first.
         return min(fresh, key=lambda u: u.failed_until)
 
-    async def stream(self, voice: str, text: str) -> AsyncGenerator[str, None]:
+    def cooling_down(self, upstream: Upstream) -> bool:
+        """Tell whether a server failed lately and is skipped while others are healthy."""
+        return upstream.failed_until > self._clock()
+
+    async def stream(
+        self, voice: str, text: str, sampling: Sampling = DEFAULT_SAMPLING
+    ) -> AsyncGenerator[str, None]:
         """Yield the token text for voice and text; retry once if no audio came yet."""
         if self._session is None:
             raise RuntimeError("upstream pool is not started")
@@ -82,7 +97,7 @@ class UpstreamPool:
             tried.append(upstream)
             audio_seen = False
             try:
-                async for piece in self._stream_one(upstream, voice, text):
+                async for piece in self._stream_one(upstream, voice, text, sampling):
                     audio_seen = audio_seen or has_audio_token(piece)
                     yield piece
                 if not audio_seen:
@@ -91,19 +106,23 @@ class UpstreamPool:
                         "serving an Orpheus model without a chat template? For Ollama use "
                         "--llm-api ollama"
                     )
+                upstream.last_error = None
                 return
             except UpstreamError as err:
                 upstream.failed_until = self._clock() + self._settings.upstream_cooldown
+                upstream.last_error = str(err)
                 if audio_seen or len(tried) > 1:
                     raise
                 _LOGGER.warning("%s; retrying once", err)
 
-    async def _stream_one(self, upstream: Upstream, voice: str, text: str) -> AsyncIterator[str]:
+    async def _stream_one(
+        self, upstream: Upstream, voice: str, text: str, sampling: Sampling
+    ) -> AsyncIterator[str]:
         assert self._session is not None
         upstream.in_flight += 1
         try:
             completion = stream_completion(
-                self._session, upstream.settings, self._settings, voice, text
+                self._session, upstream.settings, self._settings, voice, text, sampling
             )
             async with aclosing(completion) as pieces:
                 async for piece in pieces:

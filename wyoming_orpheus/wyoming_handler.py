@@ -34,6 +34,7 @@ from .voices import VoiceCatalog
 
 _LOGGER = logging.getLogger(__name__)
 
+_DOOR = "wyoming"  # the metrics label of this front door
 SAMPLES_PER_CHUNK = 1024  # the chunk size of the ecosystem's servers (wyoming-piper)
 _ORPHEUS = Attribution(
     name="Canopy Labs (Orpheus TTS)", url="https://github.com/canopyai/Orpheus-TTS"
@@ -212,6 +213,7 @@ class OrpheusEventHandler(AsyncEventHandler):
     async def _send_audio(self, pcm: AsyncGenerator[np.ndarray, None]) -> None:
         """Send audio-start, 1024-sample chunks and audio-stop (also after a late failure)."""
         chunker = _Chunker()
+        metrics = self._synthesizer.metrics
         await self.write_event(AudioStart(SAMPLE_RATE, SAMPLE_WIDTH, CHANNELS, timestamp=0).event())
         try:
             async with contextlib.aclosing(pcm):
@@ -220,13 +222,19 @@ class OrpheusEventHandler(AsyncEventHandler):
                         await self.write_event(chunk.event())
             for chunk in chunker.flush():
                 await self.write_event(chunk.event())
+        except asyncio.CancelledError:
+            metrics.finished(_DOOR, "cancelled")
+            raise
         finally:
             if not self.writer.is_closing():
                 await self.write_event(AudioStop(timestamp=chunker.timestamp_ms).event())
+        metrics.finished(_DOOR, None)
 
     async def _send_error(self, err: Exception) -> None:
         if isinstance(err, ConnectionError) or self.writer.is_closing():
+            self._synthesizer.metrics.finished(_DOOR, "cancelled")
             return
+        self._synthesizer.metrics.finished(_DOOR, error_code(err))
         if error_code(err) == "internal-error":
             _LOGGER.exception("Synthesis failed", exc_info=err)
         else:

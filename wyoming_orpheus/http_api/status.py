@@ -1,0 +1,67 @@
+"""GET /health and /metrics: is it ready, and how is it doing."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from aiohttp import web
+
+from .. import __version__
+from ..engine import Engine
+from ..metrics import CONTENT_TYPE
+
+
+def health_body(engine: Engine | None, draining: bool) -> tuple[int, dict[str, Any]]:
+    """Return the status code and body: 200 when ready, 503 while starting or stopping."""
+    if engine is None:
+        return 503, {"status": "starting", "ready": False, "version": __version__}
+    ready = not draining
+    synthesizer = engine.synthesizer
+    tier = engine.tier
+    return (200 if ready else 503), {
+        "status": "ok" if ready else "stopping",
+        "ready": ready,
+        "version": __version__,
+        "snac_loaded": True,
+        "device": {"kind": engine.facts.kind, "name": engine.facts.name},
+        "tier": {
+            "name": tier.name,
+            "decode_mode": tier.decode_mode,
+            "batch_size": tier.batch_size,
+            "threads": tier.threads,
+            "compile": tier.compile,
+        },
+        "syntheses": {
+            "running": synthesizer.stats.active,
+            "queued": synthesizer.stats.queued,
+            "max": synthesizer.max_concurrent,
+        },
+        "upstreams": [
+            {
+                "url": _redact(u.url),
+                "api": u.settings.api,
+                "state": "cooling-down" if engine.pool.cooling_down(u) else "ok",
+                "in_flight": u.in_flight,
+                "last_error": u.last_error and u.last_error.replace(u.url, _redact(u.url)),
+            }
+            for u in engine.pool.upstreams
+        ],
+    }
+
+
+def _redact(url: str) -> str:
+    """Drop credentials written into a URL (http://user:secret@host)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def metrics(request: web.Request, engine: Engine) -> web.Response:
+    """Serve the Prometheus text exposition."""
+    response = web.Response(body=engine.metrics.exposition())
+    response.headers["Content-Type"] = CONTENT_TYPE
+    return response
