@@ -40,6 +40,7 @@ from wyoming_orpheus.stream_decoder import (
     StatefulStreamDecoder,
     StreamDecoder,
     WindowedStreamDecoder,
+    drain,
 )
 
 TOKENS_PER_FRAME = 7
@@ -124,11 +125,12 @@ async def streaming_decode(
     for index, frame in enumerate(frames):
         if tokens_per_second:
             clock.now = (index + 1) * TOKENS_PER_FRAME / tokens_per_second
-        samples = await decoder.push([tuple(int(c) for c in frame)])  # type: ignore[list-item]
-        if samples is not None:
+        decoder.add([tuple(int(c) for c in frame)])  # type: ignore[list-item]
+        for samples in await drain(decoder):
             playback.sent(len(samples))
             out.append(samples)
-    out.append(await decoder.finish())
+    decoder.end()
+    out += await drain(decoder)
     return np.concatenate(out), decoded
 
 

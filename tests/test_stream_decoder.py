@@ -18,6 +18,7 @@ from wyoming_orpheus.stream_decoder import (
     StatefulStreamDecoder,
     StreamDecoder,
     WindowedStreamDecoder,
+    drain,
 )
 
 CPU_TIER = Tier(
@@ -73,12 +74,13 @@ async def stream_decode(
     out, blocks = [], []
     for start in range(0, len(frames), frames_per_push):
         clock.now = start * 2048 / 24000 / realtime_factor
-        samples = await decoder.push(frames[start : start + frames_per_push])
-        if samples is not None:
+        decoder.add(frames[start : start + frames_per_push])
+        for samples in await drain(decoder):
             playback.sent(len(samples))
             out.append(samples)
             blocks.append(len(samples))
-    out.append(await decoder.finish())
+    decoder.end()
+    out += await drain(decoder)
     return np.concatenate(out), blocks
 
 
@@ -115,8 +117,10 @@ async def test_first_audio_after_four_frames_and_blocks_grow_with_the_lead(
 
 async def test_nothing_is_released_before_it_is_final(worker: DecodeWorker) -> None:
     decoder = WindowedStreamDecoder(worker.decode)
-    assert await decoder.push(random_frames(3, seed=1)) is None  # 3 x 2048 - 4608 < 2048
-    first = await decoder.push(random_frames(1, seed=2))
+    decoder.add(random_frames(3, seed=1))
+    assert await decoder.next_block() is None  # 3 x 2048 - 4608 < 2048
+    decoder.add(random_frames(1, seed=2))
+    first = await decoder.next_block()
     assert first is not None and len(first) == 4 * 2048 - 4608
 
 

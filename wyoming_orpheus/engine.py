@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from .codec import DecodeWorker, load_snac
 from .config import ConfigError, Settings
 from .hardware import DeviceFacts, Tier, select_tier
 from .metrics import Metrics
+from .stream_decoder import warm_up
 from .synthesis import Synthesizer
 from .upstreams import UpstreamPool
 from .voices import VoiceCatalog, unknown_binding_entries
@@ -43,6 +46,8 @@ class Engine:
     worker: DecodeWorker
     synthesizer: Synthesizer
     metrics: Metrics
+    warming: asyncio.Task[None] | None = field(default=None, repr=False)
+    """Decodes every block size once in the background, so no listener pays for it."""
 
     @classmethod
     async def create(cls, settings: Settings) -> Engine:
@@ -57,9 +62,25 @@ class Engine:
         pool = UpstreamPool(settings)
         await pool.start()
         synthesizer = Synthesizer(settings, catalog, pool, worker, tier.max_concurrent, metrics)
-        return cls(settings, facts, tier, pool, worker, synthesizer, metrics)
+        engine = cls(settings, facts, tier, pool, worker, synthesizer, metrics)
+        engine.warming = asyncio.create_task(_warm(worker, synthesizer.idle))
+        return engine
 
     async def close(self) -> None:
         """Close upstream connections and stop the decode worker."""
+        if self.warming is not None:
+            self.warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.warming
         await self.pool.close()
         await asyncio.to_thread(self.worker.stop)
+
+
+async def _warm(worker: DecodeWorker, idle: asyncio.Event) -> None:
+    started = time.monotonic()
+    try:
+        await warm_up(worker, idle)
+    except Exception:  # a failed warm-up costs speed, never the service
+        _LOGGER.exception("Decoder warm-up failed")
+        return
+    _LOGGER.info("Decoder warmed up in %.1f s", time.monotonic() - started)

@@ -9,7 +9,11 @@ re-decoding any context. On CPU this costs ~1 frame of compute per frame instead
 
 from __future__ import annotations
 
+import math
+import time
+import weakref
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -83,6 +87,7 @@ class _TransposeConv(_Node):
         self._buffer_start = 0  # input index of self._buffer[..., 0]
         self._received = 0
         self._emitted = 0
+        self._forms = _TransposeForms.of(conv)
 
     def step(self, x: torch.Tensor, final: bool) -> torch.Tensor:
         s, p = self._stride, self._pad
@@ -96,7 +101,7 @@ class _TransposeConv(_Node):
         # which read inputs from (emitted + p) // s - 1 on.
         first_input = max(0, (self._emitted + p) // s - 1)
         window = self._buffer[..., first_input - self._buffer_start :]
-        full = F.conv_transpose1d(window, self._conv.weight, self._conv.bias, stride=s)
+        full = self._forms.run(window)
         offset = self._emitted + p - first_input * s
         out = full[..., offset : offset + count]
         self._emitted = limit
@@ -104,6 +109,77 @@ class _TransposeConv(_Node):
         self._buffer = self._buffer[..., keep_from - self._buffer_start :]
         self._buffer_start = keep_from
         return out
+
+
+class _TransposeForms:
+    """Two equal forms of one transposed convolution; per input length, the faster one runs.
+
+    NOTE: issue #10's profile: on short inputs PyTorch runs some transposed convolutions in
+    its slow fallback (slow_conv_transpose2d: 65% of a one-frame step; SNAC's first 1024->512
+    layer took 30 ms on 5 input steps). With kernel 2s and stride s, input step j writes
+    outputs [j*s, j*s + 2s), so one matrix product and a shifted add give the same result,
+    3x faster there and slower on the later, longer layers. Which is faster depends on the
+    machine, so each layer times both once per input length (the warm-up covers the block
+    sizes) and keeps the winner, shared by every stream of the model.
+    """
+
+    _by_conv: ClassVar[weakref.WeakKeyDictionary[nn.Module, _TransposeForms]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, conv: nn.ConvTranspose1d) -> None:
+        self._conv = conv
+        self._stride = int(conv.stride[0])
+        weight = conv.weight.detach()
+        # (in, out * 2s): every input step's contribution to its 2s outputs, as one matrix.
+        self._matrix = weight.reshape(weight.shape[0], -1)
+        self._bias = None if conv.bias is None else conv.bias.detach()[None, :, None]
+        self._use_matmul: dict[int, bool] = {}
+
+    @classmethod
+    def of(cls, conv: nn.ConvTranspose1d) -> _TransposeForms:
+        """Return the shared forms of a model's layer."""
+        forms = cls._by_conv.get(conv)
+        if forms is None:
+            forms = cls._by_conv[conv] = cls(conv)
+        return forms
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """Return F.conv_transpose1d(x, weight, bias, stride=s), by the faster form."""
+        steps = x.shape[-1]
+        use_matmul = self._use_matmul.get(steps)
+        if use_matmul is None:
+            use_matmul = self._use_matmul[steps] = _fastest(self.native, self.matmul, x=x) == 1
+        return self.matmul(x) if use_matmul else self.native(x)
+
+    def native(self, x: torch.Tensor) -> torch.Tensor:
+        """Run PyTorch's transposed convolution."""
+        return F.conv_transpose1d(x, self._conv.weight, self._conv.bias, stride=self._stride)
+
+    def matmul(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the transposed convolution as one matrix product and an overlap-add."""
+        s = self._stride
+        batch, _, steps = x.shape
+        taps = torch.matmul(x.transpose(1, 2), self._matrix)  # (batch, steps, out * 2s)
+        taps = taps.reshape(batch, steps, -1, 2 * s)
+        out = x.new_zeros(batch, steps + 1, taps.shape[2], s)
+        out[:, :steps] += taps[..., :s]
+        out[:, 1:] += taps[..., s:]
+        full = out.permute(0, 2, 1, 3).reshape(batch, -1, (steps + 1) * s)
+        return full if self._bias is None else full + self._bias
+
+
+def _fastest(*forms: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> int:
+    """Return the index of the form with the least time on x (best of two runs each)."""
+    times = []
+    for form in forms:
+        best = math.inf
+        for _ in range(2):
+            started = time.perf_counter()
+            form(x)
+            best = min(best, time.perf_counter() - started)
+        times.append(best)
+    return times.index(min(times))
 
 
 class _Sequence(_Node):

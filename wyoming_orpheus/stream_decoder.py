@@ -9,10 +9,12 @@ Two strategies give the same audio (a whole-utterance decode, to float rounding)
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
+from typing import cast
 
 import numpy as np
 
@@ -33,6 +35,10 @@ RIGHT_REACH_SAMPLES = 4608
 # CPU, as their activations leave the caches).
 SECONDS_OF_LEAD_PER_FRAME = 0.12
 MAX_BLOCK_FRAMES = 16
+# NOTE: measured on the 2-core CPU (BENCHMARKS.md): stateful steps cost ~50 ms per frame at 1
+# frame, 28-34 at 2, 14-20 at 4 and 8, and more again at 16 (activations leave the caches),
+# while each larger shape holds more heap; 8 is the cheapest and keeps memory in check.
+STATEFUL_MAX_BLOCK_FRAMES = 8
 
 DecodeFn = Callable[[np.ndarray], Awaitable[np.ndarray]]
 LeadFn = Callable[[], float]
@@ -72,11 +78,17 @@ class StreamDecoder(ABC):
         self._max_block = max_block_frames
         self._min_block = min_block_frames
         self._frames: list[Frame] = []
+        self._ended = False
 
     @property
     def frames(self) -> int:
         """Return how many frames were received."""
         return len(self._frames)
+
+    @property
+    def max_block_frames(self) -> int:
+        """Return the largest block this decoder steps or decodes at once."""
+        return self._max_block
 
     def block_frames(self) -> int:
         """Return the least number of new frames worth a decode, given the lead: a power of 2."""
@@ -84,15 +96,24 @@ class StreamDecoder(ABC):
         block = max(self._min_block, min(self._max_block, by_lead))
         # NOTE: few distinct block sizes mean few distinct tensor shapes, so the CPU backend
         # (oneDNN) reuses its compiled convolution primitives instead of building new ones.
-        return 1 << (block.bit_length() - 1)
+        return _power_of_two_at_most(block)
+
+    def add(self, frames: Sequence[Frame]) -> None:
+        """Take newly arrived frames."""
+        self._frames.extend(frames)
+
+    def end(self) -> None:
+        """Mark the end of the stream: the remaining blocks include its last samples."""
+        self._ended = True
 
     @abstractmethod
-    async def push(self, frames: Sequence[Frame]) -> np.ndarray | None:
-        """Add frames; return newly final samples once a block is ready."""
+    async def next_block(self) -> np.ndarray | None:
+        """Decode one block and return its newly final samples; None when none is ready.
 
-    @abstractmethod
-    async def finish(self) -> np.ndarray:
-        """Return every sample not yet released (end of stream)."""
+        NOTE: one block per call, so the caller hands each block's audio to the listener
+        before decoding the next (issue #10: a backlog decoded whole held audio back for
+        seconds under load).
+        """
 
 
 class WindowedStreamDecoder(StreamDecoder):
@@ -103,29 +124,18 @@ class WindowedStreamDecoder(StreamDecoder):
         self._decode = decode
         self._released = 0  # index of the next sample to release
 
-    async def push(self, frames: Sequence[Frame]) -> np.ndarray | None:
-        """Add frames; decode and return newly final samples once a block is ready."""
-        self._frames.extend(frames)
-        final = len(self._frames) * SAMPLES_PER_FRAME - RIGHT_REACH_SAMPLES
-        if final - self._released < self.block_frames() * SAMPLES_PER_FRAME:
-            return None
-        return await self._release(final, ended=False)
-
-    async def finish(self) -> np.ndarray:
-        """Decode and return every sample not yet released (end of stream)."""
+    async def next_block(self) -> np.ndarray | None:
+        """Decode the next window of at most max_block_frames new frames, once it is due."""
         total = len(self._frames) * SAMPLES_PER_FRAME
-        if total <= self._released:
-            return np.zeros(0, dtype=np.float32)
-        return await self._release(total, ended=True)
-
-    async def _release(self, final: int, ended: bool) -> np.ndarray:
-        """Release samples up to `final`, in windows of at most max_block_frames new frames."""
-        parts = []
-        while self._released < final:
-            end = min(final, self._released + self._max_block * SAMPLES_PER_FRAME)
-            parts.append(await self._decode_range(self._released, end, ended and end == final))
-            self._released = end
-        return np.concatenate(parts)
+        target = total if self._ended else total - RIGHT_REACH_SAMPLES
+        if target <= self._released:
+            return None
+        if not self._ended and target - self._released < self.block_frames() * SAMPLES_PER_FRAME:
+            return None
+        end = min(target, self._released + self._max_block * SAMPLES_PER_FRAME)
+        samples = await self._decode_range(self._released, end, self._ended and end == total)
+        self._released = end
+        return samples
 
     async def _decode_range(self, start: int, end: int, to_end: bool) -> np.ndarray:
         """Decode samples [start, end) with enough context that they are exact."""
@@ -144,32 +154,84 @@ class WindowedStreamDecoder(StreamDecoder):
 class StatefulStreamDecoder(StreamDecoder):
     """Step the stream's layer caches with each block of new frames, on the worker thread."""
 
-    def __init__(self, worker: DecodeWorker, lead: LeadFn = lambda: 0.0, **kwargs: int) -> None:
-        super().__init__(lead, **kwargs)
+    def __init__(
+        self,
+        worker: DecodeWorker,
+        lead: LeadFn = lambda: 0.0,
+        max_block_frames: int = STATEFUL_MAX_BLOCK_FRAMES,
+        min_block_frames: int = 1,
+    ) -> None:
+        super().__init__(lead, max_block_frames, min_block_frames)
         self._worker = worker
         self._stream = SnacStream(worker.model, worker.tier.device)
         self._stepped = 0  # frames handed to the layer caches
+        self._flushed = False
 
-    async def push(self, frames: Sequence[Frame]) -> np.ndarray | None:
-        """Add frames; step the caches in whole blocks of new frames."""
+    async def next_block(self) -> np.ndarray | None:
+        """Step the caches with one block of what is pending; at the end, flush them."""
+        pending = len(self._frames) - self._stepped
+        if self._flushed:
+            return None
+        if self._ended and pending <= self._max_block:
+            self._flushed = True
+            return await self._step(len(self._frames), final=True)
+        if not self._ended and pending < self.block_frames():
+            return None
+        # Step as much of what is pending as one power-of-two block holds: a backlog stepped
+        # in minimum-size blocks costs ~3x per frame and keeps the listener's lead from
+        # growing (issue #10), and few distinct sizes keep oneDNN's per-shape primitives and
+        # memory bounded (every new shape cost time and ~60-100 MB, BENCHMARKS.md).
+        step = _power_of_two_at_most(min(pending, self._max_block))
+        return await self._step(self._stepped + step, final=False)
+
+    async def step_exactly(self, frames: Sequence[Frame]) -> np.ndarray:
+        """Add frames and step them as one block, whatever their number (warm-up)."""
         self._frames.extend(frames)
-        parts = []
-        # Step everything pending at once (up to the largest block): a backlog stepped in
-        # minimum-size blocks costs ~3x per frame and keeps the listener's lead from growing.
-        while (pending := len(self._frames) - self._stepped) >= self.block_frames():
-            step = min(pending, self._max_block)
-            parts.append(await self._step(self._stepped + step, final=False))
-        samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-        return samples if len(samples) else None
-
-    async def finish(self) -> np.ndarray:
-        """Flush the caches: the stream's last samples."""
-        return await self._step(len(self._frames), final=True)
+        return await self._step(len(self._frames), final=False)
 
     async def _step(self, end: int, final: bool) -> np.ndarray:
         new = np.asarray(self._frames[self._stepped : end], dtype=np.int64).reshape(-1, 7)
         self._stepped = end
         return await self._worker.run(partial(self._stream.step, new, final))
+
+
+def _power_of_two_at_most(frames: int) -> int:
+    return 1 << (frames.bit_length() - 1)
+
+
+async def warm_up(worker: DecodeWorker, idle: asyncio.Event | None = None) -> None:
+    """Decode random frames as streams of every block size do, so no listener pays for it.
+
+    The first use of a shape costs (oneDNN primitives, the transposed convolutions' timing);
+    a stream of each block size covers its first steps and its steady state. Each step is its
+    own job on the decode worker, and the warm-up waits while `idle` is clear (syntheses
+    running): it never competes with a listener for the CPU.
+    """
+    rng = np.random.default_rng(0)
+    size = 1
+    while size <= open_stream(worker, lambda: 0.0).max_block_frames:
+        decoder = open_stream(worker, lambda: 0.0)
+        for _ in range(4):
+            if idle is not None:
+                await idle.wait()
+            codes = rng.integers(0, 4096, size=(size, 7))
+            frames = [cast(Frame, tuple(int(c) for c in frame)) for frame in codes]
+            if isinstance(decoder, StatefulStreamDecoder):
+                await decoder.step_exactly(frames)
+            else:
+                decoder.add(frames)
+                await drain(decoder)
+        decoder.end()
+        await drain(decoder)
+        size *= 2
+
+
+async def drain(decoder: StreamDecoder) -> list[np.ndarray]:
+    """Decode every block that is ready; return their samples."""
+    blocks = []
+    while (samples := await decoder.next_block()) is not None:
+        blocks.append(samples)
+    return blocks
 
 
 def open_stream(worker: DecodeWorker, lead: LeadFn) -> StreamDecoder:

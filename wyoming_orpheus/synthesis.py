@@ -69,6 +69,9 @@ class Synthesizer:
         self._slots = asyncio.Semaphore(max_concurrent)
         self.max_concurrent = max_concurrent
         self.stats = SynthesisStats()
+        self.idle = asyncio.Event()
+        """Set while no synthesis holds a slot (background work waits for it)."""
+        self.idle.set()
         self.metrics = metrics
         metrics.track_slots(lambda: self.stats.active, lambda: self.stats.queued)
 
@@ -110,10 +113,13 @@ class Synthesizer:
         finally:
             self.stats.queued -= 1
         self.stats.active += 1
+        self.idle.clear()
         try:
             yield
         finally:
             self.stats.active -= 1
+            if self.stats.active == 0:
+                self.idle.set()
             self._slots.release()
 
     async def synthesize(
@@ -212,9 +218,8 @@ class Synthesizer:
         try:
             async for text in feed:
                 first_token = first_token or time.monotonic()
-                frames = parser.feed(text)
-                samples = await decoder.push(frames) if frames else None
-                if samples is not None:
+                decoder.add(parser.feed(text))
+                while (samples := await decoder.next_block()) is not None:
                     yield trimmer.push(samples)
         except UpstreamError as err:
             if decoder.frames == 0:
@@ -223,7 +228,9 @@ class Synthesizer:
         finally:
             feed.cancel()
         parser.finish()
-        yield trimmer.push(await decoder.finish())
+        decoder.end()
+        while (samples := await decoder.next_block()) is not None:
+            yield trimmer.push(samples)
         yield trimmer.flush()
         self._record(parser, first_token)
         if error is not None:
