@@ -187,6 +187,8 @@ async def http_speech(llm: OrpheusStandIn, url: str, tag: str) -> Listen:
     async with aiohttp.ClientSession() as session:
         listen = Listen(time.monotonic())
         async with session.post(url + "/v1/audio/speech", json=body) as response:
+            if response.status == 429:
+                return listen  # refused as busy: counted, not measured
             response.raise_for_status()
             carry = 0
             async for data in response.content.iter_any():
@@ -254,7 +256,7 @@ async def scenario(
     )
     wall = time.monotonic() - started
     summary = summarize(list(listens), prebuffer)
-    if server is not None:
+    if server is not None and "audio_seconds_per_stream" in summary:
         cpu = server.cpu_seconds() - cpu_before
         summary["server_cpu_s_per_audio_s_per_stream"] = cpu / (
             streams * summary["audio_seconds_per_stream"]
@@ -364,6 +366,7 @@ COLUMNS = (
     ("first_audio_p95_s", "p95", "{:.3f}"),
     ("first_audio_p99_s", "p99", "{:.3f}"),
     ("tokens_at_first_audio_median", "tokens at 1st audio", "{:g}"),
+    ("refused", "refused (busy)", "{}"),
     ("underruns_total", "underruns", "{}"),
     ("real_time_factor_max", "RTF max", "{:.2f}"),
     ("largest_gap_s", "largest gap s", "{:.3f}"),

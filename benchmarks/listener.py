@@ -68,9 +68,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summarize(listens: list[Listen], prebuffer: float) -> dict[str, float]:
-    """Summarize the requests of one scenario: first audio, underruns, RTF, gaps."""
+    """Summarize the requests of one scenario: first audio, underruns, RTF, gaps.
+
+    Requests that got no audio (refused as busy) are counted, not measured.
+    """
+    refused = len([listen for listen in listens if not listen.chunks])
+    listens = [listen for listen in listens if listen.chunks]
+    if not listens:
+        return {"refused": refused}
     first = [listen.first_audio for listen in listens]
     return {
+        "refused": refused,
         "first_audio_p50_s": percentile(first, 50),
         "first_audio_p95_s": percentile(first, 95),
         "first_audio_p99_s": percentile(first, 99),

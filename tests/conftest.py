@@ -49,6 +49,7 @@ def make_settings(snac_dir: Path, llm: OrpheusStandIn) -> Callable[..., Settings
             upstream_cooldown=0,
             http_host="127.0.0.1",
             http_port=0,
+            warm_up=False,  # tests/test_stream_decoder.py covers it; each engine would pay it
         )
         return dataclasses.replace(base, **overrides)
 

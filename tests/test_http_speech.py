@@ -93,12 +93,19 @@ async def test_every_format_streams_24khz_audio_as_long_as_pcm(
         assert_same_audio(samples, reference)
 
 
-async def test_a_non_streamed_sdk_call_gets_the_whole_file(client: openai.AsyncOpenAI) -> None:
+@pytest.mark.parametrize("audio_format", FORMATS)
+async def test_a_non_streamed_sdk_call_gets_the_whole_file(
+    client: openai.AsyncOpenAI, audio_format: str
+) -> None:
     response = await client.audio.speech.create(
-        model="gpt-4o-mini-tts", voice={"id": "leo"}, input=TEXT, response_format="wav"
+        model="gpt-4o-mini-tts", voice={"id": "leo"}, input=TEXT, response_format=audio_format
     )
-    assert response.content[:4] == b"RIFF" and response.content[8:12] == b"WAVE"
-    assert_same_audio(decode(response.content, "wav"), await pcm_of(client, voice="leo"))
+    samples = decode(response.content, audio_format)
+    reference = await pcm_of(client, voice="leo")
+    assert 0 <= len(samples) - len(reference) <= PADDING[audio_format] + 1
+    if audio_format == "wav":
+        assert response.content[:4] == b"RIFF" and response.content[8:12] == b"WAVE"
+        assert_same_audio(samples, reference)
 
 
 async def test_the_first_bytes_arrive_while_the_llm_still_generates(

@@ -19,6 +19,7 @@ from wyoming_orpheus.stream_decoder import (
     StreamDecoder,
     WindowedStreamDecoder,
     drain,
+    warm_up,
 )
 
 CPU_TIER = Tier(
@@ -160,3 +161,19 @@ async def test_compile_is_left_to_the_windowed_decoder(model: torch.nn.Module) -
         worker.stop()
     whole = decode_batch(model, np.array([random_frames(5, seed=9)]), "cpu")[0]
     np.testing.assert_allclose(audio, whole, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_streams_stay_exact_after_the_warm_up(model: torch.nn.Module, mode: str) -> None:
+    # The warm-up picks each transposed convolution's faster form for every block size,
+    # shared by all streams of the model: the audio must not change.
+    worker = DecodeWorker(model, dataclasses.replace(CPU_TIER, decode_mode=mode))
+    worker.start()
+    try:
+        await warm_up(worker)
+        frames = random_frames(20, seed=20)
+        streamed, _ = await stream_decode(worker, frames, 3, 1.2, mode)
+    finally:
+        worker.stop()
+    whole = decode_batch(model, np.array([frames]), "cpu")[0]
+    np.testing.assert_allclose(streamed, whole, rtol=0, atol=2e-5)

@@ -127,6 +127,8 @@ class Settings:
     """torch.compile the decoder; None takes the hardware tier's choice."""
     decode_mode: str = "auto"
     """auto (the tier's), windowed (batched context windows) or stateful (per-layer caches)."""
+    warm_up: bool = True
+    """Decode every block size once before serving: the first request is as fast as later ones."""
     shutdown_grace: float = 10.0
     """Seconds in-flight syntheses may finish after SIGTERM before they are cancelled."""
     debug: bool = False
@@ -308,6 +310,7 @@ _FIELDS: dict[str, _Field] = {
     "decode_threads": _Field(_int_in(1, 1024, optional=True)),
     "compile": _Field(_optional_bool),
     "decode_mode": _Field(_choice("auto", "windowed", "stateful")),
+    "warm_up": _Field(_bool),
     "shutdown_grace": _Field(_float_in(0, 3600)),
     "debug": _Field(_bool),
     "log_format": _Field(_str),

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .codec import DecodeWorker, load_snac
+from .codec import DecodeWorker, load_snac, release_free_memory
 from .config import ConfigError, Settings
 from .hardware import DeviceFacts, Tier, select_tier
 from .metrics import Metrics
@@ -46,8 +45,6 @@ class Engine:
     worker: DecodeWorker
     synthesizer: Synthesizer
     metrics: Metrics
-    warming: asyncio.Task[None] | None = field(default=None, repr=False)
-    """Decodes every block size once in the background, so no listener pays for it."""
 
     @classmethod
     async def create(cls, settings: Settings) -> Engine:
@@ -62,25 +59,23 @@ class Engine:
         pool = UpstreamPool(settings)
         await pool.start()
         synthesizer = Synthesizer(settings, catalog, pool, worker, tier.max_concurrent, metrics)
-        engine = cls(settings, facts, tier, pool, worker, synthesizer, metrics)
-        engine.warming = asyncio.create_task(_warm(worker, synthesizer.idle))
-        return engine
+        if settings.warm_up:
+            await _warm(worker)
+        return cls(settings, facts, tier, pool, worker, synthesizer, metrics)
 
     async def close(self) -> None:
         """Close upstream connections and stop the decode worker."""
-        if self.warming is not None:
-            self.warming.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.warming
         await self.pool.close()
         await asyncio.to_thread(self.worker.stop)
 
 
-async def _warm(worker: DecodeWorker, idle: asyncio.Event) -> None:
+async def _warm(worker: DecodeWorker) -> None:
+    """Decode every block size once before serving, so the first listener waits no longer."""
     started = time.monotonic()
     try:
-        await warm_up(worker, idle)
+        await warm_up(worker)
     except Exception:  # a failed warm-up costs speed, never the service
         _LOGGER.exception("Decoder warm-up failed")
         return
+    release_free_memory()  # what the warm-up freed: an idle server stays small
     _LOGGER.info("Decoder warmed up in %.1f s", time.monotonic() - started)

@@ -9,7 +9,6 @@ Two strategies give the same audio (a whole-utterance decode, to float rounding)
 
 from __future__ import annotations
 
-import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
@@ -199,21 +198,18 @@ def _power_of_two_at_most(frames: int) -> int:
     return 1 << (frames.bit_length() - 1)
 
 
-async def warm_up(worker: DecodeWorker, idle: asyncio.Event | None = None) -> None:
+async def warm_up(worker: DecodeWorker) -> None:
     """Decode random frames as streams of every block size do, so no listener pays for it.
 
     The first use of a shape costs (oneDNN primitives, the transposed convolutions' timing);
-    a stream of each block size covers its first steps and its steady state. Each step is its
-    own job on the decode worker, and the warm-up waits while `idle` is clear (syntheses
-    running): it never competes with a listener for the CPU.
+    a stream of each block size covers its first steps and its steady state.
     """
     rng = np.random.default_rng(0)
+    decoder = open_stream(worker, lambda: 0.0)
     size = 1
-    while size <= open_stream(worker, lambda: 0.0).max_block_frames:
+    while size <= decoder.max_block_frames:
         decoder = open_stream(worker, lambda: 0.0)
         for _ in range(4):
-            if idle is not None:
-                await idle.wait()
             codes = rng.integers(0, 4096, size=(size, 7))
             frames = [cast(Frame, tuple(int(c) for c in frame)) for frame in codes]
             if isinstance(decoder, StatefulStreamDecoder):

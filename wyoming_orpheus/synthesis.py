@@ -69,9 +69,6 @@ class Synthesizer:
         self._slots = asyncio.Semaphore(max_concurrent)
         self.max_concurrent = max_concurrent
         self.stats = SynthesisStats()
-        self.idle = asyncio.Event()
-        """Set while no synthesis holds a slot (background work waits for it)."""
-        self.idle.set()
         self.metrics = metrics
         metrics.track_slots(lambda: self.stats.active, lambda: self.stats.queued)
 
@@ -113,13 +110,10 @@ class Synthesizer:
         finally:
             self.stats.queued -= 1
         self.stats.active += 1
-        self.idle.clear()
         try:
             yield
         finally:
             self.stats.active -= 1
-            if self.stats.active == 0:
-                self.idle.set()
             self._slots.release()
 
     async def synthesize(

@@ -288,6 +288,7 @@ class OrpheusStandIn:
             behaviour.coalesce / behaviour.tokens_per_second if behaviour.tokens_per_second else 0
         )
         index = 0
+        started = time.monotonic()
         while True:
             if fault == "endless" and index >= len(tokens):
                 tokens += frame_tokens(make_frames(index, record.voice, record.text, 1.0))
@@ -295,7 +296,10 @@ class OrpheusStandIn:
                 return
             yield tokens[index : index + behaviour.coalesce]
             index += behaviour.coalesce
-            await asyncio.sleep(delay)
+            # Paced against the clock, not by fixed sleeps: the time spent sending must not
+            # slow the stream below its rate (a GPU generates at a steady rate).
+            due = started + index / behaviour.coalesce * delay
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
 
 
 def _with_garbage(tokens: list[str]) -> list[str]:
