@@ -9,6 +9,7 @@ output, and finish() flushes the encoder so no tail is lost.
 from __future__ import annotations
 
 import struct
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -140,9 +141,18 @@ class AvEncoder(Encoder):
         self._stream = stream
         self._pts = 0
         self._closed = False
+        # NOTE: push and finish run on an executor thread; a request cancelled meanwhile
+        # closes the encoder from the event loop. FFmpeg must never see both at once.
+        self._lock = threading.Lock()
 
     def push(self, samples: np.ndarray) -> bytes:
         """Encode samples; PyAV re-chunks them to the codec's frame size."""
+        with self._lock:
+            return self._push(samples)
+
+    def _push(self, samples: np.ndarray) -> bytes:
+        if self._closed:
+            return b""
         if len(samples):
             frame = av.AudioFrame.from_ndarray(
                 np.ascontiguousarray(samples, dtype=np.int16).reshape(1, -1),
@@ -158,18 +168,20 @@ class AvEncoder(Encoder):
 
     def finish(self) -> bytes:
         """Drain the codec and write the container's trailer."""
-        if not self._closed:
-            self._closed = True
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
-            self._container.close()
-        return self._sink.take()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                for packet in self._stream.encode(None):
+                    self._container.mux(packet)
+                self._container.close()
+            return self._sink.take()
 
     def close(self) -> None:
         """Release the container without writing more (a request that ended early)."""
-        if not self._closed:
-            self._closed = True
-            self._container.close()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._container.close()
 
 
 def open_encoder(name: str) -> Encoder:
