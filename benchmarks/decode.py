@@ -17,7 +17,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -121,17 +121,31 @@ async def streaming_decode(
     else:
         decoder = StatefulStreamDecoder(worker, lead=playback.lead)
         decoded = len(frames)  # each frame passes the layer caches once
-    out = []
-    for index, frame in enumerate(frames):
+
+    async def arrive(index: int) -> None:
         if tokens_per_second:
             clock.now = (index + 1) * TOKENS_PER_FRAME / tokens_per_second
+
+    return await feed_frames(decoder, playback, frames, arrive), decoded
+
+
+async def feed_frames(
+    decoder: StreamDecoder,
+    playback: Playback,
+    frames: np.ndarray,
+    arrive: Callable[[int], Awaitable[None]],
+) -> np.ndarray:
+    """Hand frames to a decoder one by one as an LLM would, after `arrive(index)`; return audio."""
+    out = []
+    for index, frame in enumerate(frames):
+        await arrive(index)
         decoder.add([tuple(int(c) for c in frame)])  # type: ignore[list-item]
         for samples in await drain(decoder):
             playback.sent(len(samples))
             out.append(samples)
     decoder.end()
     out += await drain(decoder)
-    return np.concatenate(out), decoded
+    return np.concatenate(out)
 
 
 def _run_streaming(

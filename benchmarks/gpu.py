@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.decode import feed_frames
 from tests.stand_ins.snac_model import write_snac_model
 from wyoming_orpheus.codec import (
     SAMPLE_RATE,
@@ -39,7 +40,7 @@ from wyoming_orpheus.codec import (
     load_snac,
 )
 from wyoming_orpheus.hardware import Tier, choose_tier, detect_device
-from wyoming_orpheus.stream_decoder import Playback, drain, open_stream
+from wyoming_orpheus.stream_decoder import Playback, open_stream
 
 TOKENS_PER_FRAME = 7
 FRAME_SECONDS = SAMPLES_PER_FRAME / SAMPLE_RATE
@@ -59,20 +60,14 @@ def prepare_model(snac: Path, device: str, variant: str) -> torch.nn.Module:
 async def one_stream(worker: DecodeWorker, frames: np.ndarray, rate: float) -> np.ndarray:
     """Feed frames at `rate` tokens/s (0: all at once) and return the decoded audio."""
     playback = Playback()
-    decoder = open_stream(worker, playback.lead)
     started = time.monotonic()
-    out = []
-    for index, frame in enumerate(frames):
+
+    async def arrive(index: int) -> None:
         if rate:
             due = started + (index + 1) * TOKENS_PER_FRAME / rate
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-        decoder.add([tuple(int(c) for c in frame)])  # type: ignore[list-item]
-        for samples in await drain(decoder):
-            playback.sent(len(samples))
-            out.append(samples)
-    decoder.end()
-    out += await drain(decoder)
-    return np.concatenate(out)
+
+    return await feed_frames(open_stream(worker, playback.lead), playback, frames, arrive)
 
 
 async def run_case(
