@@ -71,8 +71,8 @@ class Sampling:
     seed: int | None = None
     """Makes a request repeatable on servers that honour it (llama.cpp, vLLM, Ollama)."""
 
-    def pick(self, settings: Settings) -> tuple[float, float, float, int]:
-        """Return temperature, top_p, repetition penalty and the max_tokens cap in force."""
+    def pick(self, settings: Settings) -> tuple[float, float, float]:
+        """Return the temperature, top_p and repetition penalty in force."""
         return (
             settings.temperature if self.temperature is None else self.temperature,
             settings.top_p if self.top_p is None else self.top_p,
@@ -81,8 +81,12 @@ class Sampling:
                 if self.repetition_penalty is None
                 else self.repetition_penalty
             ),
-            settings.max_tokens if self.max_tokens is None else self.max_tokens,
         )
+
+    def max_tokens_for(self, text: str, settings: Settings) -> int:
+        """Return max_tokens for one LLM request of `text` under the cap in force."""
+        cap = settings.max_tokens if self.max_tokens is None else self.max_tokens
+        return max_tokens_for(text, cap)
 
 
 DEFAULT_SAMPLING = Sampling()
@@ -132,8 +136,8 @@ def request_body(
 ) -> dict[str, Any]:
     """Build the JSON body for the upstream's dialect."""
     prompt = build_prompt(voice, text, upstream.prompt_format)
-    temperature, top_p, penalty, cap = sampling.pick(settings)
-    max_tokens = max_tokens_for(text, cap)
+    temperature, top_p, penalty = sampling.pick(settings)
+    max_tokens = sampling.max_tokens_for(text, settings)
     seed = {} if sampling.seed is None else {"seed": sampling.seed}
     if upstream.api == "ollama":
         # NOTE: Ollama's /v1/completions cannot carry raw mode or a repeat penalty and
@@ -209,7 +213,7 @@ async def stream_completion(
         raise UpstreamUnreachable(f"cannot reach the LLM server at {url}: {err}") from err
     # NOTE: some servers ignore max_tokens (koboldcpp, misconfigured proxies); stop reading
     # a little past it ourselves so a never-ending stream cannot hold a synthesis forever.
-    budget = max_tokens_for(text, sampling.pick(settings)[3]) + TOKEN_SLACK
+    budget = sampling.max_tokens_for(text, settings) + TOKEN_SLACK
     completed = False
     try:
         await _check_status(response, url, upstream)

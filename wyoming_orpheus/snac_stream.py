@@ -119,8 +119,8 @@ class _TransposeForms:
     layer took 30 ms on 5 input steps). With kernel 2s and stride s, input step j writes
     outputs [j*s, j*s + 2s), so one matrix product and a shifted add give the same result,
     3x faster there and slower on the later, longer layers. Which is faster depends on the
-    machine, so each layer times both once per input length (the warm-up covers the block
-    sizes) and keeps the winner, shared by every stream of the model.
+    CPU, so each layer times both once per input length (the warm-up covers the block sizes)
+    and keeps the winner, shared by every stream of the model; GPUs run PyTorch's own.
     """
 
     _by_conv: ClassVar[weakref.WeakKeyDictionary[nn.Module, _TransposeForms]] = (
@@ -146,6 +146,9 @@ class _TransposeForms:
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """Return F.conv_transpose1d(x, weight, bias, stride=s), by the faster form."""
+        if x.device.type != "cpu":
+            # GPU kernels run asynchronously: a wall-clock race would time launches, not work.
+            return self.native(x)
         steps = x.shape[-1]
         use_matmul = self._use_matmul.get(steps)
         if use_matmul is None:
