@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from wyoming_orpheus.cli import load_settings
-from wyoming_orpheus.config import ConfigError, Settings, UpstreamSettings
+from wyoming_orpheus.config import NORMALIZE_CATEGORIES, ConfigError, Settings, UpstreamSettings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,6 +116,38 @@ def test_yaml_upstreams_with_voice_bindings(tmp_path: Path) -> None:
     ] == ["http://x:1"]
 
 
+def test_normalize_takes_all_none_a_list_or_exclusions(tmp_path: Path) -> None:
+    assert load(tmp_path).normalize == frozenset(NORMALIZE_CATEGORIES)
+    assert load(tmp_path, ["--normalize", "none"]).normalize == frozenset()
+    assert load(tmp_path, ["--normalize", "numbers,units"]).normalize == {"numbers", "units"}
+    without = load(tmp_path, env={"ORPHEUS_NORMALIZE": "-urls,-dates"}).normalize
+    assert without == frozenset(NORMALIZE_CATEGORIES) - {"urls", "dates"}
+    config = write(tmp_path / "c.yaml", "normalize: false\nnormalize_urls: drop\n")
+    settings = load(tmp_path, ["--config", config])
+    assert settings.normalize == frozenset() and settings.normalize_urls == "drop"
+
+
+def test_custom_voices_are_declared_on_their_upstream(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.yaml",
+        "upstreams:\n"
+        "  - http://en:8080/v1\n"
+        "  - url: http://finetune:8080/v1\n"
+        "    voices:\n"
+        "      - {name: bernd, language: de, gender: male, description: Our neighbour}\n"
+        "      - {name: ada, language: en-GB}\n"
+        "      - jana\n",
+    )
+    english, tuned = load(tmp_path, ["--config", config]).upstreams
+    assert english.custom_voices == ()
+    assert tuned.voices == ("jana",)
+    bernd, ada = tuned.custom_voices
+    assert (bernd.name, bernd.language, bernd.gender, bernd.description) == (
+        "bernd", "de", "male", "Our neighbour"
+    )  # fmt: skip
+    assert (ada.language, ada.description) == ("en-GB", "ada (en-GB)")
+
+
 def test_the_documented_example_config_loads(tmp_path: Path) -> None:
     settings = load(tmp_path, ["--config", str(REPO / "config" / "wyoming-orpheus.yaml")])
     assert settings.voice == "tara"
@@ -163,6 +195,21 @@ def test_the_documented_example_config_loads(tmp_path: Path) -> None:
             "unknown setting 'voice' in upstreams[0]",
         ),
         ([], {}, "- a list\n", "must hold a mapping of settings"),
+        (["--normalize", "numbers,weather"], {}, None, "names unknown categories (weather)"),
+        (["--normalize", "numbers,-urls"], {}, None, "or only ones to remove"),
+        (["--output-gain-db", "40"], {}, None, "must be between -30 and 20"),
+        (
+            [],
+            {},
+            "upstreams: [{url: 'http://a', voices: [{name: x}]}]\n",
+            "voice x needs a language code",
+        ),
+        (
+            [],
+            {},
+            "upstreams: [{url: 'http://a', voices: [{name: x, language: en, age: 3}]}]\n",
+            "unknown voice keys age",
+        ),
         ([], {}, "key: [unclosed\n", "is not valid YAML"),
     ],
 )

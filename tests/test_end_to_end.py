@@ -28,8 +28,20 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def extra_args(request: pytest.FixtureRequest, tmp_path: Path) -> list[str]:
+    """More flags for the server process, and files for them in its working directory.
+
+    A test sets them with indirect parametrization: {"args": [...], "files": {name: text}}.
+    """
+    spec = getattr(request, "param", {})
+    for name, text in spec.get("files", {}).items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    return list(spec.get("args", []))
+
+
+@pytest.fixture
 async def server_process(
-    llm: OrpheusStandIn, snac_dir: Path, tmp_path: Path
+    llm: OrpheusStandIn, snac_dir: Path, tmp_path: Path, extra_args: list[str]
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, int, int]]:
     port, http_port = free_port(), free_port()
     log = (tmp_path / "server.log").open("w")
@@ -52,6 +64,7 @@ async def server_process(
         "--zeroconf",
         "orpheus-e2e",
         "--debug",
+        *extra_args,
         cwd=tmp_path,
         stderr=log,
     )
@@ -118,6 +131,39 @@ async def test_sigterm_lets_the_synthesis_finish_and_exits_0(
         await client.disconnect()
     assert reply.seconds > 0 and llm.requests[0].finished
     assert await asyncio.wait_for(process.wait(), 30) == 0
+
+
+LEXICON = "all:\n  HA: Home Assistant\n"
+
+
+@pytest.mark.parametrize(
+    "extra_args",
+    [{"args": ["--lexicon", "lexicon.yaml"], "files": {"lexicon.yaml": LEXICON}}],
+    indirect=True,
+)
+async def test_sensor_text_is_spoken_form_and_the_lexicon_reloads_on_sighup(
+    server_process, tmp_path: Path, llm: OrpheusStandIn
+) -> None:
+    process, port, _ = server_process
+    text = "HA says: it is 21.5 °C, battery at 5 %"
+    await speak(port, text)
+    (tmp_path / "lexicon.yaml").write_text("all:\n  HA: the house\n", encoding="utf-8")
+    process.send_signal(signal.SIGHUP)
+    await asyncio.sleep(1.0)
+    await speak(port, text)
+    assert process.returncode is None  # SIGHUP reloads, it does not stop the server
+    spoken = "says: it is twenty-one point five degrees Celsius, battery at five percent."
+    assert [r.text for r in llm.requests] == [f"Home Assistant {spoken}", f"the house {spoken}"]
+
+
+async def speak(port: int, text: str) -> None:
+    client = AsyncTcpClient("127.0.0.1", port)
+    await client.connect()
+    try:
+        await client.write_event(Synthesize(text=text).event())
+        assert_well_formed(await read_reply(client, "audio-stop"))
+    finally:
+        await client.disconnect()
 
 
 async def test_healthcheck_passes_against_a_running_server(server_process) -> None:

@@ -31,7 +31,18 @@ def test_ssml_text_and_breaks() -> None:
         '<speak xmlns="http://www.w3.org/2001/10/synthesis">One.<break time="1.5s"/>'
         '<p>Two <emphasis>three</emphasis>.</p><break strength="strong"/>Four.</speak>'
     )
-    assert parts == ["One.", Pause(1.5), "Two ", "three", ".", Pause(0.6), "Four."]
+    # Text between two breaks is one part (one utterance), however it is marked up.
+    assert parts == ["One.", Pause(1.5), "Two three.", Pause(0.6), "Four."]
+
+
+def test_ssml_paragraphs_never_run_together_and_sub_and_say_as_are_read() -> None:
+    parts = ssml_to_parts(
+        "<speak><p>First</p><p>second <sub alias='World Wide Web'>WWW</sub></p>"
+        "<s>Call <say-as interpret-as='characters'>HA</say-as> now</s></speak>"
+    )
+    assert [clean_text(p) for p in parts if isinstance(p, str)] == [
+        "First second World Wide Web Call H A now"
+    ]
 
 
 def test_invalid_ssml_is_a_clear_error() -> None:

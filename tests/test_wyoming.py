@@ -25,6 +25,8 @@ from tests.stand_ins.llm_server import OrpheusStandIn
 from tests.wyoming_client import assert_well_formed, read_reply
 from wyoming_orpheus.audio import to_int16
 from wyoming_orpheus.codec import decode_batch, load_snac
+from wyoming_orpheus.config import UpstreamSettings
+from wyoming_orpheus.voices import Voice
 from wyoming_orpheus.wyoming_handler import build_info
 from wyoming_orpheus.wyoming_server import WyomingServer
 
@@ -87,6 +89,55 @@ async def test_synthesize_sends_exact_audio_in_1024_sample_chunks(
     expected = expected_pcm(snac_dir, record.frames)
     assert len(received) == len(expected) == 2048 * len(record.frames)
     assert np.abs(received.astype(int) - expected.astype(int)).max() <= 1
+
+
+async def test_a_sensor_message_reaches_the_model_in_spoken_form(
+    server_factory, llm: OrpheusStandIn
+) -> None:
+    server = await server_factory(upstreams=(UpstreamSettings(llm.base_url, voices=("en", "de")),))
+    async with connect(server) as client:
+        text = "It is 21.5 °C, humidity 45 %. The washer finished at 21:30!!!"
+        await client.write_event(Synthesize(text=text).event())
+        await read_reply(client, "audio-stop")
+        german = SynthesizeVoice(name="jana")
+        await client.write_event(Synthesize(text="Es sind 21.5 °C", voice=german).event())
+        await read_reply(client, "audio-stop")
+    assert [r.text for r in llm.requests] == [
+        "It is twenty-one point five degrees Celsius, humidity forty-five percent. "
+        "The washer finished at twenty-one thirty!",
+        "Es sind einundzwanzig Komma fünf Grad Celsius.",
+    ]
+
+
+async def test_custom_voices_are_offered_and_routed_to_their_upstream(
+    server_factory, llm: OrpheusStandIn
+) -> None:
+    tuned = OrpheusStandIn()
+    await tuned.start()
+    try:
+        bernd = Voice("bernd", "de", "male", "A fine-tuned neighbour", "custom")
+        server = await server_factory(
+            upstreams=(
+                UpstreamSettings(llm.base_url),
+                UpstreamSettings(tuned.base_url, custom_voices=(bernd,)),
+            )
+        )
+        async with connect(server) as client:
+            await client.write_event(Describe().event())
+            info = Info.from_event((await read_reply(client, "info")).events[-1])
+            await client.write_event(
+                Synthesize(text="Es sind 5 %", voice=SynthesizeVoice(name="Bernd")).event()
+            )
+            reply = await read_reply(client, "audio-stop")
+    finally:
+        await tuned.stop()
+    offered = {v.name: v for v in info.tts[0].voices}
+    assert offered["bernd"].languages == ["de"]
+    assert offered["bernd"].description == "A fine-tuned neighbour"
+    assert "tara" in offered
+    assert_well_formed(reply)
+    assert llm.requests == []  # the English server never saw it
+    assert [(r.voice, r.text) for r in tuned.requests] == [("bernd", "Es sind fünf Prozent.")]
 
 
 async def test_voice_name_is_used_and_speaker_ignored(
@@ -208,7 +259,8 @@ async def test_markup_is_cleaned_not_read_aloud(
             Synthesize(text="<b>Hello</b> **world** <laugh> <unknown-tag> 🎉 ok").event()
         )
         await read_reply(client, "audio-stop")
-    assert llm.requests[0].text == "Hello world <laugh> ok"
+    # Markup gone, the emotion tag kept, and the sentence end the model needs added.
+    assert llm.requests[0].text == "Hello world <laugh> ok."
 
 
 async def test_two_clients_at_once_get_their_own_audio(

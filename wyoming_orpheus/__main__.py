@@ -38,6 +38,7 @@ async def serve(settings: Settings) -> None:
             await http.start()
         engine = await Engine.create(settings)
         http_state.engine = engine
+        loop.add_signal_handler(signal.SIGHUP, engine.reload)  # the lexicon, without a restart
         try:
             await _serve_wyoming(settings, engine, stop, http)
         finally:

@@ -48,6 +48,15 @@ _VALUE_FLAGS: tuple[tuple[str, str, str], ...] = (
     ),
     ("--device", "device", f"where SNAC decodes: {', '.join(DEVICES)} (default: auto)"),
     ("--voice", "voice", "default voice (default: tara)"),
+    (
+        "--normalize",
+        "normalize",
+        "what to speak as words: all, none, a list (numbers,units,...) or -urls,-dates "
+        "(default: all)",
+    ),
+    ("--normalize-urls", "normalize_urls", "web/e-mail addresses: speak or drop (default: speak)"),
+    ("--lexicon", "lexicon", "YAML file of word replacements per language (reloaded on SIGHUP)"),
+    ("--output-gain-db", "output_gain_db", "gain of the voice in dB, -30 to 20 (default: 0)"),
     ("--max-tokens", "max_tokens", "most tokens one LLM request may generate (default: 8192)"),
     ("--temperature", "temperature", "sampling temperature (default: 0.6)"),
     ("--top-p", "top_p", "nucleus sampling (default: 0.9)"),

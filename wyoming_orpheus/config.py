@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,11 +12,27 @@ from urllib.parse import urlparse
 
 import yaml
 
+from .voices import Voice
+
 ENV_PREFIX = "ORPHEUS_"
 LLM_APIS = ("openai", "ollama")
 PROMPT_FORMATS = ("training", "audio")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LOG_FORMAT_DEFAULT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# What the spoken-form normalizer writes out; each can be turned off on its own.
+NORMALIZE_CATEGORIES = (
+    "urls",
+    "currency",
+    "dates",
+    "times",
+    "units",
+    "ordinals",
+    "abbreviations",
+    "numbers",
+    "symbols",
+    "punctuation",
+)
+URL_MODES = ("speak", "drop")
 
 # OpenAI's voice names -> Orpheus voices, matched by character (gender, register).
 OPENAI_VOICES_DEFAULT = {
@@ -53,6 +70,8 @@ class UpstreamSettings:
     """`training`: the fine-tune's token layout; `audio`: `<|audio|>{voice}: {text}<|eot_id|>`."""
     voices: tuple[str, ...] = ()
     """Voice names or language codes this server speaks; empty means the English voices."""
+    custom_voices: tuple[Voice, ...] = ()
+    """Voices of a fine-tune that speaks its own names (given as mappings under `voices`)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,16 @@ class Settings:
     """Segments whose LLM request starts while the current one still streams."""
     speed: float = 1.0
     """Default tempo factor (0.5-2.0), pitch unchanged."""
+    normalize: frozenset[str] = frozenset(NORMALIZE_CATEGORIES)
+    """What the normalizer writes out as words (all; none; a list; or all but `-urls,-dates`)."""
+    normalize_urls: str = "speak"
+    """Web and e-mail addresses: `speak` (host name, whole e-mail address) or `drop`."""
+    lexicon: str | None = None
+    """YAML file of whole-word replacements per language; reloaded on SIGHUP."""
+    output_gain_db: float = 0.0
+    """Gain applied to the voice (-30 to +20 dB), to sit at the level of other voices."""
+    output_limiter: bool = True
+    """Keep peaks under -1 dBFS with a look-ahead limiter instead of hard clipping."""
     max_concurrent: int | None = None
     """Syntheses at once; None takes the hardware tier's limit."""
     queue_timeout: float = 10.0
@@ -256,6 +285,28 @@ def _voice_map(value: Any) -> dict[str, str]:
     return {_str(k).strip().lower(): _str(v).strip() for k, v in value.items()}
 
 
+def _categories(value: Any) -> frozenset[str]:
+    if isinstance(value, bool):
+        return frozenset(NORMALIZE_CATEGORIES) if value else frozenset()
+    items = [str(v).strip().lower() for v in _name_list(value)]
+    if items in (["all"], ["true"], ["on"]):
+        return frozenset(NORMALIZE_CATEGORIES)
+    if items in ([], ["none"], ["false"], ["off"]):
+        return frozenset()
+    unknown = [i for i in items if i.lstrip("-") not in NORMALIZE_CATEGORIES]
+    if unknown:
+        raise ValueError(
+            f"names unknown categories ({', '.join(unknown)}); use all, none, or some of "
+            f"{', '.join(NORMALIZE_CATEGORIES)} (a leading - removes one from all)"
+        )
+    removed = {i[1:] for i in items if i.startswith("-")}
+    if removed and len(removed) != len(items):
+        raise ValueError("must list categories to keep, or only ones to remove (-name)")
+    if removed:
+        return frozenset(NORMALIZE_CATEGORIES) - removed
+    return frozenset(items)
+
+
 def _name_list(value: Any) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
@@ -304,6 +355,11 @@ _FIELDS: dict[str, _Field] = {
     "segment_pause_ms": _Field(_int_in(0, 10_000)),
     "lookahead_segments": _Field(_int_in(0, 8)),
     "speed": _Field(_float_in(0.5, 2.0)),
+    "normalize": _Field(_categories),
+    "normalize_urls": _Field(_choice(*URL_MODES)),
+    "lexicon": _Field(_optional_str),
+    "output_gain_db": _Field(_float_in(-30, 20)),
+    "output_limiter": _Field(_bool),
     "max_concurrent": _Field(_int_in(1, 1024, optional=True)),
     "queue_timeout": _Field(_float_in(0, 3600)),
     "decode_batch_size": _Field(_int_in(1, 256, optional=True)),
@@ -322,8 +378,34 @@ _UPSTREAM_KEYS = {
     "model": _str,
     "api_key": _optional_str,
     "prompt_format": _choice(*PROMPT_FORMATS),
-    "voices": _name_list,
+    "voices": _name_list,  # mappings among them are custom voices: _split_voices
 }
+_CUSTOM_VOICE_KEYS = ("name", "language", "gender", "description")
+_LANGUAGE_RE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
+
+
+def _split_voices(value: Any) -> tuple[tuple[str, ...], tuple[Voice, ...]]:
+    """Split an upstream's `voices` into names/languages and custom voices (mappings)."""
+    items = value if isinstance(value, list) else [value]
+    custom = tuple(_custom_voice(item) for item in items if isinstance(item, dict))
+    names = _name_list([item for item in items if not isinstance(item, dict)])
+    return names, custom
+
+
+def _custom_voice(item: dict[str, Any]) -> Voice:
+    unknown = [key for key in item if key not in _CUSTOM_VOICE_KEYS]
+    if unknown:
+        raise ValueError(f"has unknown voice keys {', '.join(map(str, unknown))}")
+    name = _str(item.get("name", "")).strip()
+    language = _str(item.get("language", "")).strip()
+    if not name or any(ch.isspace() for ch in name):
+        raise ValueError("needs a voice name without spaces")
+    if not _LANGUAGE_RE.fullmatch(language):
+        raise ValueError(f"voice {name} needs a language code such as en or de-CH")
+    gender = _str(item.get("gender", "")).strip()
+    description = _str(item.get("description", f"{name} ({language})")).strip()
+    return Voice(name, language, gender, description, model="custom")
+
 
 # Layers from lowest to highest precedence.
 LAYER_ORDER = ("default", "file", "dotenv", "env", "flag")
@@ -447,7 +529,10 @@ def _upstreams_from_yaml(
             if key not in _UPSTREAM_KEYS:
                 raise ConfigError(f"unknown setting '{key}' in {where}")
             try:
-                values[key] = _UPSTREAM_KEYS[key](raw)
+                if key == "voices":
+                    values["voices"], values["custom_voices"] = _split_voices(raw)
+                else:
+                    values[key] = _UPSTREAM_KEYS[key](raw)
             except ValueError as err:
                 raise ConfigError(f"{where} {key}={raw!r} {err}") from None
         result.append(UpstreamSettings(**values))

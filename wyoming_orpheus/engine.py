@@ -13,8 +13,9 @@ from .hardware import DeviceFacts, Tier, select_tier
 from .metrics import Metrics
 from .stream_decoder import warm_up
 from .synthesis import Synthesizer
+from .text import LexiconError, NormalizeOptions, TextPipeline
 from .upstreams import UpstreamPool
-from .voices import VoiceCatalog, unknown_binding_entries
+from .voices import VoiceCatalog, builtin_name, unknown_binding_entries, voices_for_binding
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -27,11 +28,28 @@ def check_voices(settings: Settings) -> VoiceCatalog:
             raise ConfigError(
                 f"upstreams[{index}] voices names no known voice or language: {', '.join(unknown)}"
             )
-    catalog = VoiceCatalog(u.voices for u in settings.upstreams)
+        taken = [v.name for v in upstream.custom_voices if builtin_name(v.name)]
+        if taken:
+            raise ConfigError(
+                f"upstreams[{index}] custom voice {', '.join(taken)} has a built-in voice's "
+                "name; list the name as a plain entry to bind the built-in voice instead"
+            )
+    catalog = VoiceCatalog(
+        voices_for_binding(u.voices, u.custom_voices) for u in settings.upstreams
+    )
     if catalog.get(settings.voice) is None:
         offered = ", ".join(v.name for v in catalog.voices)
         raise ConfigError(f"voice={settings.voice!r} is not offered by any upstream ({offered})")
     return catalog
+
+
+def text_pipeline(settings: Settings) -> TextPipeline:
+    """Build the text pipeline; a lexicon that cannot be read is a configuration error."""
+    options = NormalizeOptions(settings.normalize, settings.normalize_urls)
+    try:
+        return TextPipeline(options, settings.lexicon)
+    except LexiconError as err:
+        raise ConfigError(f"lexicon={settings.lexicon!r}: {err}") from None
 
 
 @dataclass
@@ -50,6 +68,7 @@ class Engine:
     async def create(cls, settings: Settings) -> Engine:
         """Check voices, pick the hardware tier, load SNAC (off the event loop) and start."""
         catalog = check_voices(settings)
+        text = text_pipeline(settings)  # a bad lexicon fails before SNAC loads
         facts, tier = select_tier(settings)
         _LOGGER.info("Loading SNAC from %s", settings.snac_model)
         model = await asyncio.to_thread(load_snac, settings.snac_model, tier.device)
@@ -58,10 +77,16 @@ class Engine:
         worker.start()
         pool = UpstreamPool(settings)
         await pool.start()
-        synthesizer = Synthesizer(settings, catalog, pool, worker, tier.max_concurrent, metrics)
+        synthesizer = Synthesizer(
+            settings, catalog, pool, worker, tier.max_concurrent, metrics, text
+        )
         if settings.warm_up:
             await _warm(worker)
         return cls(settings, facts, tier, pool, worker, synthesizer, metrics)
+
+    def reload(self) -> None:
+        """Re-read what can change without a restart (SIGHUP): the lexicon."""
+        self.synthesizer.text.reload_lexicon()
 
     async def close(self) -> None:
         """Close upstream connections and stop the decode worker."""

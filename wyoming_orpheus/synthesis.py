@@ -14,10 +14,11 @@ import numpy as np
 from .audio import LeadTrimmer, TempoChanger, silence, to_int16
 from .codec import SAMPLE_RATE, DecodeWorker
 from .config import Settings
+from .level import LevelControl
 from .llm import DEFAULT_SAMPLING, Sampling, UpstreamError
 from .metrics import Metrics
 from .stream_decoder import Playback, open_stream
-from .text import Part, Pause, TextError, clean_text, split_segments, ssml_to_parts
+from .text import Part, Pause, TextError, TextPipeline, clean_text, split_segments, ssml_to_parts
 from .tokens import FrameParser
 from .upstreams import UpstreamPool
 from .voices import Voice, VoiceCatalog
@@ -61,8 +62,10 @@ class Synthesizer:
         worker: DecodeWorker,
         max_concurrent: int,
         metrics: Metrics,
+        text: TextPipeline,
     ) -> None:
         self.settings = settings
+        self.text = text
         self.catalog = catalog
         self._pool = pool
         self._worker = worker
@@ -127,6 +130,7 @@ class Synthesizer:
         """Yield 24 kHz int16 mono PCM for the parts, while the LLM still generates."""
         playback = Playback()
         tempo = TempoChanger(speed)
+        level = LevelControl(self.settings.output_gain_db, self.settings.output_limiter)
         report = _Report(voice.name, door, self.metrics)
         # NOTE: every nested generator is closed explicitly (aclosing), so a listener that
         # stops closes the upstream requests at once rather than when garbage is collected.
@@ -134,16 +138,25 @@ class Synthesizer:
             self.slot(),
             contextlib.aclosing(self._pcm(_aiter(parts), voice, sampling, playback)) as pcm,
         ):
-            async for samples in pcm:
-                out = tempo.push(to_int16(samples) if samples.dtype != np.int16 else samples)
-                if len(out):
-                    playback.sent(len(out))
-                    report.audio(len(out))
-                    yield out
+            failure: Exception | None = None
+            try:
+                async for samples in pcm:
+                    out = tempo.push(to_int16(samples) if samples.dtype != np.int16 else samples)
+                    out = level.push(out) if level.active else out
+                    if len(out):
+                        playback.sent(len(out))
+                        report.audio(len(out))
+                        yield out
+            except Exception as err:  # a late failure: what tempo and the limiter hold goes first
+                failure = err
             tail = tempo.flush()
+            if level.active:
+                tail = np.concatenate([level.push(tail), level.flush()])
             if len(tail):
                 report.audio(len(tail))
                 yield tail
+            if failure is not None:
+                raise failure
             report.log()
 
     async def _pcm(
@@ -193,7 +206,8 @@ class Synthesizer:
                 if isinstance(part, Pause):
                     feeds.put_nowait(part)
                     continue
-                for segment in split_segments(clean_text(part), self.settings.segment_max_chars):
+                spoken = self.text.spoken(part, voice.language)
+                for segment in split_segments(spoken, self.settings.segment_max_chars):
                     await window.acquire()
                     feeds.put_nowait(_TokenFeed(self._pool.stream(voice.name, segment, sampling)))
             feeds.put_nowait(_END)

@@ -49,7 +49,7 @@ class UpstreamPool:
         self._settings = settings
         self._clock = clock
         self.upstreams = [
-            Upstream(u, frozenset(v.name for v in voices_for_binding(u.voices)))
+            Upstream(u, frozenset(v.name for v in voices_for_binding(u.voices, u.custom_voices)))
             for u in settings.upstreams
         ]
         self._session: aiohttp.ClientSession | None = None

@@ -64,16 +64,21 @@ _MULTILINGUAL = (
 ALL_VOICES: tuple[Voice, ...] = _ENGLISH + _MULTILINGUAL
 
 
-def voices_for_binding(binding: Iterable[str]) -> tuple[Voice, ...]:
-    """Resolve an upstream's `voices` setting (names or language codes) to voices."""
+def voices_for_binding(binding: Iterable[str], custom: Iterable[Voice] = ()) -> tuple[Voice, ...]:
+    """Resolve an upstream's `voices` setting (names or language codes) to voices.
+
+    No names and no custom voices means the English voices; an upstream that declares
+    only custom voices (a fine-tune with its own speakers) offers only those.
+    """
     wanted = tuple(binding)
+    own = tuple(custom)
     if not wanted:
-        return _ENGLISH
+        return own or _ENGLISH
     result = []
     for voice in ALL_VOICES:
         if voice.name in wanted or voice.language in wanted:
             result.append(voice)
-    return tuple(result)
+    return tuple(result) + own
 
 
 def unknown_binding_entries(binding: Iterable[str]) -> list[str]:
@@ -83,16 +88,24 @@ def unknown_binding_entries(binding: Iterable[str]) -> list[str]:
     return [item for item in binding if item not in names and item not in languages]
 
 
-class VoiceCatalog:
-    """The voices on offer: those some configured upstream is bound to."""
+def builtin_name(name: str) -> bool:
+    """Tell whether a name is one of the built-in voices (custom voices may not reuse it)."""
+    return any(v.name.casefold() == name.casefold() for v in ALL_VOICES)
 
-    def __init__(self, bindings: Iterable[Iterable[str]]) -> None:
+
+class VoiceCatalog:
+    """The voices on offer: those some configured upstream is bound to or declares."""
+
+    def __init__(self, offered_per_upstream: Iterable[Iterable[Voice]]) -> None:
         offered: dict[str, Voice] = {}
-        for binding in bindings:
-            for voice in voices_for_binding(binding):
-                offered.setdefault(voice.name, voice)
-        # Keep catalog order, not binding order, so `describe` is stable.
-        self._voices = tuple(v for v in ALL_VOICES if v.name in offered)
+        for voices in offered_per_upstream:
+            for voice in voices:
+                offered.setdefault(voice.name.casefold(), voice)
+        # Built-ins in catalog order (not binding order, so `describe` is stable),
+        # then custom voices in the order the config declares them.
+        builtin = tuple(v for v in ALL_VOICES if offered.get(v.name.casefold()) is v)
+        custom = tuple(v for v in offered.values() if v.model == "custom")
+        self._voices = builtin + custom
         self._by_name = {v.name.casefold(): v for v in self._voices}
 
     @property
