@@ -12,32 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ..config import NORMALIZE_CATEGORIES
 from . import units
 from .cleaning import outside_tags, tidy_punctuation
 from .clock import speak_date, speak_time
 from .languages import Words, words_for
 from .numbers import NUMBER, Number, money, ordinal, parse_number, speak_number, year
 
-CATEGORIES = (
-    "urls",
-    "currency",
-    "dates",
-    "times",
-    "units",
-    "ordinals",
-    "abbreviations",
-    "numbers",
-    "symbols",
-    "punctuation",
-)
-URL_MODES = ("speak", "drop")
 
 
 @dataclass(frozen=True)
 class NormalizeOptions:
     """Which categories are written out, and what happens to web and e-mail addresses."""
 
-    categories: frozenset[str] = frozenset(CATEGORIES)
+    categories: frozenset[str] = frozenset(NORMALIZE_CATEGORIES)
     urls: str = "speak"
     """`speak`: the host name ("home-assistant dot io") and e-mail addresses; `drop`: removed."""
 
