@@ -20,7 +20,6 @@ from .languages import Words, words_for
 from .numbers import NUMBER, Number, money, ordinal, parse_number, speak_number, year
 
 
-
 @dataclass(frozen=True)
 class NormalizeOptions:
     """Which categories are written out, and what happens to web and e-mail addresses."""
