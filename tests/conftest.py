@@ -89,6 +89,27 @@ async def wyoming_server(engine: Engine) -> AsyncIterator[WyomingServer]:
 
 
 @pytest.fixture
+async def server_factory(
+    make_settings: Callable[..., Settings], engine_factory: Any
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start Wyoming servers over engines with settings overrides; shut down after the test."""
+    servers: list[WyomingServer] = []
+
+    async def create(**overrides: object) -> WyomingServer:
+        engine = await engine_factory(make_settings(**overrides))
+        server = WyomingServer(
+            engine.settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer
+        )
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield create
+    for server in servers:
+        await server.shutdown(grace=0)
+
+
+@pytest.fixture
 async def http_factory() -> AsyncIterator[Callable[[Engine], Any]]:
     """Start HTTP doors over engines on free loopback ports; return their base URLs."""
     servers: list[HttpServer] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -39,24 +39,6 @@ async def connect(server: WyomingServer) -> AsyncIterator[AsyncTcpClient]:
         yield client
     finally:
         await client.disconnect()
-
-
-@pytest.fixture
-async def server_factory(make_settings, engine_factory) -> AsyncIterator[Callable[..., object]]:
-    servers: list[WyomingServer] = []
-
-    async def create(**overrides: object) -> WyomingServer:
-        engine = await engine_factory(make_settings(**overrides))
-        server = WyomingServer(
-            engine.settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer
-        )
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield create
-    for server in servers:
-        await server.shutdown(grace=0)
 
 
 def expected_pcm(snac_dir: Path, frames: list[tuple[int, ...]]) -> np.ndarray:

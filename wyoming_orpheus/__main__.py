@@ -82,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if settings.debug else logging.INFO, format=settings.log_format
     )
+    _raise_open_file_limit()
     try:
         asyncio.run(serve(settings))
     except ConfigError as err:
@@ -91,6 +92,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         _LOGGER.error("Cannot start: %s", err)
         return 1
     return 0
+
+
+def _raise_open_file_limit() -> None:
+    """Allow as many sockets as the hard limit: wyoming_max_connections (1000) exceeds the
+    common soft limit of 1024 files once the process's own files are counted."""
+    try:
+        import resource  # POSIX only
+
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError) as err:
+        _LOGGER.debug("Open file limit unchanged: %s", err)
 
 
 def run() -> None:

@@ -158,6 +158,12 @@ class Settings:
     """auto (the tier's), windowed (batched context windows) or stateful (per-layer caches)."""
     warm_up: bool = True
     """Decode every block size once before serving: the first request is as fast as later ones."""
+    wyoming_max_connections: int = 1000
+    """Wyoming connections at once; more are answered with a busy error and closed."""
+    wyoming_idle_timeout: float = 300.0
+    """Seconds a Wyoming connection may send nothing (while no synthesis runs) before it closes."""
+    write_timeout: float = 30.0
+    """Seconds a client may read nothing before its synthesis ends and its slot is freed."""
     shutdown_grace: float = 10.0
     """Seconds in-flight syntheses may finish after SIGTERM before they are cancelled."""
     debug: bool = False
@@ -367,6 +373,9 @@ _FIELDS: dict[str, _Field] = {
     "compile": _Field(_optional_bool),
     "decode_mode": _Field(_choice("auto", "windowed", "stateful")),
     "warm_up": _Field(_bool),
+    "wyoming_max_connections": _Field(_int_in(1, 100_000)),
+    "wyoming_idle_timeout": _Field(_float_in(1, 86400)),
+    "write_timeout": _Field(_float_in(0.1, 3600)),
     "shutdown_grace": _Field(_float_in(0, 3600)),
     "debug": _Field(_bool),
     "log_format": _Field(_str),

@@ -31,6 +31,7 @@ from .errors import error_code, error_text
 from .synthesis import Synthesizer
 from .text import Part, TextError
 from .voices import VoiceCatalog
+from .wyoming_protocol import ProtocolError, read_event
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -114,14 +115,67 @@ class OrpheusEventHandler(AsyncEventHandler):
         self._synthesizer = synthesizer
         self._stream: _TextStream | None = None
         self._task: asyncio.Task[None] | None = None
+        settings = synthesizer.settings
+        # A whole text in UTF-8 (4 bytes a character at most) plus room for the other fields.
+        self._max_data = 4 * settings.max_text_chars + 16 * 1024
+        self._idle_timeout = settings.wyoming_idle_timeout
+        self._write_timeout = settings.write_timeout
 
     @property
     def busy(self) -> bool:
         """Tell whether this connection has synthesis work in flight."""
         return self._task is not None and not self._task.done()
 
+    async def run(self) -> None:
+        """Read events until the client leaves, sends a malformed frame or stays idle too long."""
+        self._is_running = True
+        try:
+            while self._is_running:
+                try:
+                    # An idle connection is closed; one waiting for its audio is not idle.
+                    async with asyncio.timeout(None if self.busy else self._idle_timeout):
+                        event = await read_event(self.reader, self._max_data)
+                except ProtocolError as err:
+                    await self._refuse(f"malformed Wyoming event: {err}")
+                    break  # the framing is lost: nothing after this can be read reliably
+                except TimeoutError:
+                    _LOGGER.debug("Closing a connection idle for %g s", self._idle_timeout)
+                    break
+                if event is None:
+                    break
+                try:
+                    await self.handle_event(event)
+                except (KeyError, TypeError, ValueError, AttributeError) as err:
+                    await self._refuse(f"malformed {event.type} event: {err}")
+        finally:
+            await self.disconnect()
+            self.writer.close()
+
+    async def write_event(self, event: Event) -> None:
+        """Send an event; a client that stops reading for write_timeout is dropped.
+
+        NOTE: without this a client whose socket buffers are full holds its synthesis slot,
+        its upstream request and the audio queued for it for as long as it stays connected.
+        """
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                await super().write_event(event)
+        except TimeoutError:
+            self.writer.transport.abort()
+            raise ConnectionResetError(
+                f"client read nothing for {self._write_timeout:g} s (write_timeout)"
+            ) from None
+
+    async def _refuse(self, text: str) -> None:
+        _LOGGER.warning("Refused: %s", _one_line(text))
+        self._synthesizer.metrics.finished(_DOOR, "bad-request")
+        if not self.writer.is_closing():
+            with contextlib.suppress(ConnectionError):
+                await self.write_event(Error(text=text, code="bad-request").event())
+
     async def handle_event(self, event: Event) -> bool:
-        """Dispatch one event; never waits for synthesis."""
+        """Dispatch one event; never waits for synthesis. Malformed fields raise."""
+        _check_fields(event)
         if Describe.is_type(event.type):
             await self.write_event(self._info_event)
         elif SynthesizeStart.is_type(event.type):
@@ -154,6 +208,9 @@ class OrpheusEventHandler(AsyncEventHandler):
     def _queue_work(self, work: Coroutine[Any, Any, None]) -> None:
         """Run work after this connection's earlier work, so audio never interleaves."""
         self._task = asyncio.create_task(_after(self._task, work))
+        # A task cancelled before its first step never runs _after, which would close work:
+        # close it here (a no-op for work that ran), or it is reported as never awaited.
+        self._task.add_done_callback(lambda _: work.close())
 
     # --- one-shot synthesis ---
 
@@ -169,6 +226,8 @@ class OrpheusEventHandler(AsyncEventHandler):
     # --- streaming synthesis ---
 
     def _start_stream(self, voice: SynthesizeVoice | None) -> None:
+        if self._stream is not None:
+            raise ValueError("synthesize-start inside an open stream; send synthesize-stop first")
         stream = self._stream = _TextStream()
         self._queue_work(self._run_stream(stream, voice))
 
@@ -238,7 +297,7 @@ class OrpheusEventHandler(AsyncEventHandler):
         if error_code(err) == "internal-error":
             _LOGGER.exception("Synthesis failed", exc_info=err)
         else:
-            _LOGGER.warning("Synthesis failed: %s", err)
+            _LOGGER.warning("Synthesis failed: %s", _one_line(str(err)))
         await self.write_event(Error(text=error_text(err), code=error_code(err)).event())
 
 
@@ -280,6 +339,30 @@ class _Chunker:
         )
         self._sent += len(samples)
         return chunk
+
+
+def _one_line(text: str) -> str:
+    """Client text escaped for the log: a newline in it cannot forge a log line."""
+    return text[:300].encode("unicode_escape").decode("ascii")
+
+
+def _check_fields(event: Event) -> None:
+    """Raise ValueError for fields of the wrong type (the wyoming classes do not check)."""
+    data = event.data
+    if "text" in data and not isinstance(data["text"], str):
+        raise ValueError("'text' must be a string")
+    voice = data.get("voice")
+    if voice is not None and not (
+        isinstance(voice, dict)
+        and all(
+            isinstance(voice.get(k), (str, type(None))) for k in ("name", "language", "speaker")
+        )
+    ):
+        raise ValueError("'voice' must be an object with string name, language and speaker")
+    if SynthesizeChunk.is_type(event.type) and not isinstance(data.get("text"), str):
+        raise ValueError("synthesize-chunk needs a 'text' string")
+    if Synthesize.is_type(event.type) and not isinstance(data.get("text"), str):
+        raise ValueError("synthesize needs a 'text' string")
 
 
 def _voice_name(voice: SynthesizeVoice | None) -> str | None:

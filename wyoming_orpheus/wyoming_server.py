@@ -7,10 +7,13 @@ import logging
 from functools import partial
 from urllib.parse import urlparse
 
+from wyoming.error import Error
+from wyoming.event import async_write_event
 from wyoming.info import Info
 
 from .synthesis import Synthesizer
 from .wyoming_handler import OrpheusEventHandler
+from .wyoming_protocol import MAX_HEADER_BYTES
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -21,6 +24,7 @@ class WyomingServer:
     def __init__(self, uri: str, info: Info, synthesizer: Synthesizer) -> None:
         self._uri = urlparse(uri)
         self._factory = partial(OrpheusEventHandler, info=info, synthesizer=synthesizer)
+        self._max_connections = synthesizer.settings.wyoming_max_connections
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], OrpheusEventHandler] = {}
 
@@ -38,10 +42,12 @@ class WyomingServer:
     async def start(self) -> None:
         """Start listening."""
         if self._uri.scheme == "unix":
-            self._server = await asyncio.start_unix_server(self._accept, path=self._uri.path)
+            self._server = await asyncio.start_unix_server(
+                self._accept, path=self._uri.path, limit=MAX_HEADER_BYTES
+            )
         elif self._uri.scheme == "tcp":
             self._server = await asyncio.start_server(
-                self._accept, host=self._uri.hostname, port=self._uri.port
+                self._accept, host=self._uri.hostname, port=self._uri.port, limit=MAX_HEADER_BYTES
             )
         else:
             raise ValueError(
@@ -50,6 +56,9 @@ class WyomingServer:
         _LOGGER.info("Wyoming server listening on %s", self._uri.geturl())
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) >= self._max_connections:
+            await _turn_away(writer, self._max_connections)
+            return
         handler = self._factory(reader, writer)
         task = asyncio.current_task()
         assert task is not None
@@ -79,3 +88,16 @@ class WyomingServer:
                 task.cancel()
         if self._server is not None:
             await self._server.wait_closed()
+
+
+async def _turn_away(writer: asyncio.StreamWriter, limit: int) -> None:
+    """Answer a connection over the limit with a busy error and close it."""
+    _LOGGER.warning("Refusing a connection: %d are open (wyoming_max_connections)", limit)
+    text = f"server busy: {limit} connections are open; try again shortly"
+    try:
+        async with asyncio.timeout(1.0):
+            await async_write_event(Error(text=text, code="busy").event(), writer)
+    except (TimeoutError, ConnectionError):
+        pass
+    finally:
+        writer.close()
