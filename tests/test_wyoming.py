@@ -26,7 +26,7 @@ from tests.wyoming_client import assert_well_formed, read_reply
 from wyoming_orpheus.audio import to_int16
 from wyoming_orpheus.codec import decode_batch, load_snac
 from wyoming_orpheus.config import UpstreamSettings
-from wyoming_orpheus.voices import Voice
+from wyoming_orpheus.voices import CUSTOM_MODEL, Voice
 from wyoming_orpheus.wyoming_handler import build_info
 from wyoming_orpheus.wyoming_server import WyomingServer
 
@@ -97,7 +97,7 @@ async def test_custom_voices_are_offered_and_routed_to_their_upstream(
     tuned = OrpheusStandIn()
     await tuned.start()
     try:
-        bernd = Voice("bernd", "de", "male", "A fine-tuned neighbour", "custom")
+        bernd = Voice("bernd", "de", "male", "A fine-tuned neighbour", CUSTOM_MODEL)
         server = await server_factory(
             upstreams=(
                 UpstreamSettings(llm.base_url),

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import yaml
 
-from .voices import Voice
+from .voices import CUSTOM_MODEL, Voice
 
 ENV_PREFIX = "ORPHEUS_"
 LLM_APIS = ("openai", "ollama")
@@ -413,7 +413,7 @@ def _custom_voice(item: dict[str, Any]) -> Voice:
         raise ValueError(f"voice {name} needs a language code such as en or de-CH")
     gender = _str(item.get("gender", "")).strip()
     description = _str(item.get("description", f"{name} ({language})")).strip()
-    return Voice(name, language, gender, description, model="custom")
+    return Voice(name, language, gender, description, model=CUSTOM_MODEL)
 
 
 # Layers from lowest to highest precedence.

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 EMOTION_TAGS = ("laugh", "chuckle", "sigh", "cough", "sniffle", "groan", "yawn", "gasp")
 
 
+CUSTOM_MODEL = "custom"
+"""The `model` of a voice a config declares (a fine-tune's own speaker)."""
+
+
 @dataclass(frozen=True)
 class Voice:
     """One Orpheus voice."""
@@ -104,7 +108,7 @@ class VoiceCatalog:
         # Built-ins in catalog order (not binding order, so `describe` is stable),
         # then custom voices in the order the config declares them.
         builtin = tuple(v for v in ALL_VOICES if offered.get(v.name.casefold()) is v)
-        custom = tuple(v for v in offered.values() if v.model == "custom")
+        custom = tuple(v for v in offered.values() if v.model == CUSTOM_MODEL)
         self._voices = builtin + custom
         self._by_name = {v.name.casefold(): v for v in self._voices}
 

@@ -359,10 +359,9 @@ def _check_fields(event: Event) -> None:
         )
     ):
         raise ValueError("'voice' must be an object with string name, language and speaker")
-    if SynthesizeChunk.is_type(event.type) and not isinstance(data.get("text"), str):
-        raise ValueError("synthesize-chunk needs a 'text' string")
-    if Synthesize.is_type(event.type) and not isinstance(data.get("text"), str):
-        raise ValueError("synthesize needs a 'text' string")
+    needs_text = Synthesize.is_type(event.type) or SynthesizeChunk.is_type(event.type)
+    if needs_text and not isinstance(data.get("text"), str):
+        raise ValueError(f"{event.type} needs a 'text' string")
 
 
 def _voice_name(voice: SynthesizeVoice | None) -> str | None:

@@ -19,6 +19,7 @@ _NOISE_RE = re.compile(r"[#*_|~^\\=<>{}\[\]°℃℉@]")
 _NOISE_KEEPING_UNITS_RE = re.compile(r"[#*_|~^\\=<>{}\[\]@]")
 _MARKS_RE = re.compile(r"[!?.]*[!?][!?.]*|\.{2,}|…+")
 _SENTENCE_END = tuple(".!?…。！？।")
+_LONGEST_TAG = max(len(tag) for tag in EMOTION_TAGS) + 2  # with its < >
 _TRAILER = "\"'”’»)]"
 
 
@@ -94,7 +95,7 @@ def _body_end(text: str) -> int:
     end = len(text)
     while True:
         stripped = text[:end].rstrip().rstrip(_TRAILER).rstrip()
-        match = EMOTION_TAG_RE.search(stripped, max(0, len(stripped) - 12))
+        match = EMOTION_TAG_RE.search(stripped, max(0, len(stripped) - _LONGEST_TAG))
         if match and match.end() == len(stripped):
             end = match.start()
             continue

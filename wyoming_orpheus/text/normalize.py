@@ -8,7 +8,7 @@ never touched; SSML markup never gets here (only the text it speaks does).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -16,7 +16,7 @@ from ..config import NORMALIZE_CATEGORIES
 from . import units
 from .cleaning import outside_tags, tidy_punctuation
 from .clock import speak_date, speak_time
-from .languages import Words, words_for
+from .languages import BY_CODE, Words, words_for
 from .numbers import NUMBER, Number, money, ordinal, parse_number, speak_number, year
 
 
@@ -260,21 +260,38 @@ def _ordinals(text: str, words: Words, options: NormalizeOptions) -> str:
     return pattern.sub(speak, text)
 
 
+def _alternatives(options: Iterable[str]) -> str:
+    """A regex alternation, longest first (so "sig.ra" wins over "sig")."""
+    return "|".join(re.escape(o) for o in sorted(options, key=len, reverse=True))
+
+
+# Built once per language at import: these rules run on every sentence.
+_YEAR_RE = {
+    w.code: re.compile(
+        rf"(?<!\w)({_alternatives(w.year_cues)})\s+(1[1-9]\d\d|20\d\d)(?![\w]|[.,]\d)",
+        re.IGNORECASE,
+    )
+    for w in BY_CODE.values()
+    if w.year_cues
+}
+_ABBREVIATION_RE = {
+    w.code: re.compile(rf"(?<![\w.])({_alternatives(w.abbreviations)})\.(?=\s|$)", re.IGNORECASE)
+    for w in BY_CODE.values()
+    if w.abbreviations
+}
+
+
 def _years(text: str, words: Words, options: NormalizeOptions) -> str:
-    if not words.year_cues:
+    pattern = _YEAR_RE.get(words.code)
+    if pattern is None:
         return text
-    cues = "|".join(re.escape(cue) for cue in words.year_cues)
-    pattern = re.compile(rf"(?<!\w)({cues})\s+(1[1-9]\d\d|20\d\d)(?![\w]|[.,]\d)", re.IGNORECASE)
     return pattern.sub(lambda m: f"{m.group(1)} {year(int(m.group(2)), words)}", text)
 
 
 def _abbreviations(text: str, words: Words, options: NormalizeOptions) -> str:
-    if not words.abbreviations:
+    pattern = _ABBREVIATION_RE.get(words.code)
+    if pattern is None:
         return text
-    keys = sorted(words.abbreviations, key=len, reverse=True)
-    pattern = re.compile(
-        rf"(?<![\w.])({'|'.join(re.escape(k) for k in keys)})\.(?=\s|$)", re.IGNORECASE
-    )
 
     def expand(match: re.Match[str]) -> str:
         key = match.group(1).lower()
