@@ -287,3 +287,10 @@ def test_help_documents_every_flag() -> None:
         "--config",
     ):
         assert flag in result.stdout
+
+
+def test_a_url_with_a_password_and_an_api_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match="cannot carry both"):
+        load_settings(
+            ["--llm-url", "http://u:p@gpu:8080/v1", "--llm-api-key", "k"], {}, Path("/nonexistent")
+        )

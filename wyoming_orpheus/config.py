@@ -94,6 +94,8 @@ class Settings:
     """Browser origins allowed to call the HTTP API (`*` for any); none by default."""
     http_max_body_bytes: int = 262144
     """Largest HTTP request body; larger ones are refused before being read."""
+    http_body_timeout: float = 10.0
+    """Seconds an HTTP client may take to send its request body; slower ones get 408."""
     openai_voices: dict[str, str] = field(default_factory=lambda: dict(OPENAI_VOICES_DEFAULT))
     """OpenAI voice names (alloy, echo, ...) -> the Orpheus voice that speaks for each."""
     upstreams: tuple[UpstreamSettings, ...] = (UpstreamSettings("http://127.0.0.1:8080/v1"),)
@@ -336,6 +338,7 @@ _FIELDS: dict[str, _Field] = {
     "http_api_key": _Field(_optional_str),
     "http_cors_origins": _Field(_name_list),
     "http_max_body_bytes": _Field(_int_in(1024, 64 * 2**20)),
+    "http_body_timeout": _Field(_float_in(0.1, 3600)),
     "openai_voices": _Field(_voice_map),
     "llm_urls": _Field(_url_list, env=("ORPHEUS_API_URL",)),
     "llm_api": _Field(_choice(*LLM_APIS)),
@@ -497,9 +500,22 @@ def build_settings(layers: list[RawLayer]) -> Settings:
 
     kwargs = {k: v for k, v in parsed.items() if not k.startswith("llm_")}
     upstreams = _resolve_upstreams(merged, parsed)
+    for index, upstream in enumerate(upstreams):
+        _check_credentials(upstream, index)
     if upstreams:
         kwargs["upstreams"] = upstreams
     return Settings(**kwargs)
+
+
+def _check_credentials(upstream: UpstreamSettings, index: int) -> None:
+    """Refuse a URL with user:password together with an API key: HTTP has one Authorization
+    header, and the client library refuses every such request."""
+    parsed = urlparse(upstream.url)
+    if upstream.api_key and (parsed.username or parsed.password):
+        raise ConfigError(
+            f"LLM server {index + 1} has a user name or password in its URL and an API key "
+            "(llm_api_key): one Authorization header cannot carry both; keep one"
+        )
 
 
 def _resolve_upstreams(

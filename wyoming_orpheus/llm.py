@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -127,6 +127,22 @@ def endpoint_url(upstream: UpstreamSettings) -> str:
     return url + "/v1/completions"
 
 
+def shown_url(url: str) -> str:
+    """Return the URL without credentials written into it (http://user:secret@host).
+
+    Every message, log line and /health entry names an upstream by this form: a URL with a
+    password in it must not reach clients, logs or monitoring.
+    """
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def request_body(
     upstream: UpstreamSettings,
     settings: Settings,
@@ -188,7 +204,8 @@ async def stream_completion(
     sampling: Sampling = DEFAULT_SAMPLING,
 ) -> AsyncGenerator[str, None]:
     """Send one request and yield the token text as it streams in."""
-    url = endpoint_url(upstream)
+    target = endpoint_url(upstream)
+    url = shown_url(target)  # what messages name; the request goes to target
     headers = {"X-Request-ID": uuid.uuid4().hex}
     if upstream.api_key:
         headers["Authorization"] = f"Bearer {upstream.api_key}"
@@ -204,7 +221,7 @@ async def stream_completion(
     )
     try:
         async with asyncio.timeout(limits.first_token):
-            response = await session.post(url, json=body, headers=headers, timeout=timeout)
+            response = await session.post(target, json=body, headers=headers, timeout=timeout)
     except TimeoutError:
         raise UpstreamTimeout(
             f"LLM server at {url} did not answer within {limits.first_token:g} s"

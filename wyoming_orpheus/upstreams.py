@@ -17,6 +17,7 @@ from .llm import (
     Sampling,
     UpstreamError,
     endpoint_url,
+    shown_url,
     stream_completion,
 )
 from .tokens import has_audio_token
@@ -38,8 +39,8 @@ class Upstream:
 
     @property
     def url(self) -> str:
-        """Return the endpoint URL."""
-        return endpoint_url(self.settings)
+        """Return the endpoint URL without credentials (messages, logs and /health name it)."""
+        return shown_url(endpoint_url(self.settings))
 
 
 class UpstreamPool:

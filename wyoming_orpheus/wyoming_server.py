@@ -11,6 +11,7 @@ from wyoming.error import Error
 from wyoming.event import async_write_event
 from wyoming.info import Info
 
+from .sockets import bound_send_buffer
 from .synthesis import Synthesizer
 from .wyoming_handler import OrpheusEventHandler
 from .wyoming_protocol import MAX_HEADER_BYTES
@@ -59,6 +60,7 @@ class WyomingServer:
         if len(self._connections) >= self._max_connections:
             await _turn_away(writer, self._max_connections)
             return
+        bound_send_buffer(writer.transport)
         handler = self._factory(reader, writer)
         task = asyncio.current_task()
         assert task is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -80,9 +81,9 @@ def create_app(state: HttpState) -> web.Application:
     router.add_get("/openapi.json", pages.openapi_json)
     router.add_get("/docs", pages.docs)
     router.add_get("/docs/openapi.json", pages.docs_openapi_json)
-    router.add_static("/docs/assets", swagger_ui_path)
+    router.add_get("/docs/assets/{filename}", pages.folder(Path(swagger_ui_path)))
     router.add_get("/", pages.index)
-    router.add_static("/static", pages.STATIC_DIR)
+    router.add_get("/static/{filename}", pages.folder(pages.STATIC_DIR))
     return app
 
 

@@ -16,10 +16,12 @@ import numpy as np
 from aiohttp import web
 
 from ..codec import SAMPLE_RATE, SAMPLES_PER_FRAME
+from ..config import Settings
 from ..encoders import FORMATS, AudioFormat, open_encoder
 from ..engine import Engine
 from ..errors import error_code
 from ..llm import Sampling
+from ..sockets import bound_send_buffer
 from ..voices import Voice
 from .errors import ApiError
 
@@ -54,16 +56,39 @@ class SpeechRequest:
     sampling: Sampling
 
 
-async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
-    """Read a JSON object body; refuse a large one before reading it."""
+async def read_json(request: web.Request, settings: Settings) -> dict[str, Any]:
+    """Read a JSON object body; refuse a large one before reading it, a slow one in time."""
     if request.content_type != "application/json":
         raise ApiError(
             415,
             "send the request body as JSON (Content-Type: application/json)",
             code="unsupported-media-type",
         )
+    max_bytes = settings.http_max_body_bytes
     if request.content_length is not None and request.content_length > max_bytes:
         raise _too_large(max_bytes)
+    try:
+        # NOTE: aiohttp waits for a body as long as the client keeps the connection open;
+        # a client trickling bytes would hold its connection and buffer forever.
+        async with asyncio.timeout(settings.http_body_timeout):
+            raw = await _read_body(request, max_bytes)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            f"the body did not arrive within {settings.http_body_timeout:g} s (http_body_timeout)",
+            code="body-timeout",
+            headers={"Connection": "close"},
+        ) from None
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ApiError(400, f"the body is not valid JSON: {err}", code="invalid-json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object", code="invalid-json")
+    return body
+
+
+async def _read_body(request: web.Request, max_bytes: int) -> bytearray:
     raw = bytearray()
     # A chunked body has no length: read no more than the limit plus one byte.
     while len(raw) <= max_bytes:
@@ -73,13 +98,7 @@ async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
         raw.extend(chunk)
     if len(raw) > max_bytes:
         raise _too_large(max_bytes)
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ApiError(400, f"the body is not valid JSON: {err}", code="invalid-json") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object", code="invalid-json")
-    return body
+    return raw
 
 
 def _too_large(max_bytes: int) -> ApiError:
@@ -172,13 +191,13 @@ def _number(
 
 async def speech(request: web.Request, engine: Engine) -> web.StreamResponse:
     """Speak `input` with `voice` as `response_format`, streamed while the LLM generates."""
-    body = await read_json(request, engine.settings.http_max_body_bytes)
+    body = await read_json(request, engine.settings)
     return await _counted(engine, lambda: _speak(request, engine, parse_speech, body))
 
 
 async def speak(request: web.Request, engine: Engine) -> web.StreamResponse:
     """Speak `{"text", "voice"}` as WAV (the Orpheus-FastAPI-LMStudio route)."""
-    body = await read_json(request, engine.settings.http_max_body_bytes)
+    body = await read_json(request, engine.settings)
 
     def parse(legacy: dict[str, Any], engine: Engine) -> SpeechRequest:
         return parse_speech(
@@ -199,7 +218,8 @@ async def _counted(
         engine.metrics.finished(DOOR, err.code)
         raise
     except _StreamCut as cut:
-        engine.metrics.finished(DOOR, error_code(cut.cause))
+        gone = isinstance(cut.cause, ConnectionError)
+        engine.metrics.finished(DOOR, "cancelled" if gone else error_code(cut.cause))
         return cut.response
     except asyncio.CancelledError:
         engine.metrics.finished(DOOR, "cancelled")
@@ -227,7 +247,7 @@ async def _speak(
         # A failure before the first audio is still a proper JSON error: start the
         # synthesis before sending any header.
         first = await anext(pcm, None)
-        return await _stream(request, speech_request, first, pcm)
+        return await _stream(request, speech_request, first, pcm, engine.settings.write_timeout)
 
 
 async def _stream(
@@ -235,6 +255,7 @@ async def _stream(
     speech_request: SpeechRequest,
     first: np.ndarray | None,
     pcm: AsyncGenerator[np.ndarray, None],
+    write_timeout: float,
 ) -> web.StreamResponse:
     audio_format = speech_request.audio_format
     content_type = "text/event-stream" if speech_request.sse else audio_format.content_type
@@ -246,8 +267,10 @@ async def _stream(
         }
     )
     response.enable_chunked_encoding()
+    bound_send_buffer(request.transport)
     await response.prepare(request)
-    body = _SseBody(response) if speech_request.sse else _AudioBody(response)
+    send = _sender(request, response, write_timeout)
+    body = _SseBody(send) if speech_request.sse else _AudioBody(send)
     encoder = open_encoder(audio_format.name)
     loop = asyncio.get_running_loop()
     samples = first
@@ -258,8 +281,12 @@ async def _stream(
             samples = await anext(pcm, None)
         await body.write(await loop.run_in_executor(None, encoder.finish), 0)
         await body.done()
-    except (asyncio.CancelledError, ConnectionError):
+    except asyncio.CancelledError:
         raise  # the client went away: the synthesis is closed by the caller
+    except ConnectionError as err:
+        # The client went away while we wrote, or was dropped for reading nothing.
+        _LOGGER.warning("Speech stream to %s ended: %s", request.remote, err)
+        raise _StreamCut(response, err) from err
     except Exception as err:
         # The status line is sent: no JSON error can follow. Cut the body short so the
         # client sees an incomplete response instead of a clean end.
@@ -269,17 +296,42 @@ async def _stream(
         raise _StreamCut(response, err) from err
     finally:
         encoder.close()
-    await response.write_eof()
+    await send(None)
     return response
 
 
+Send = Callable[[bytes | None], Awaitable[None]]
+
+
+def _sender(request: web.Request, response: web.StreamResponse, timeout: float) -> Send:
+    """Write body bytes (None: the end); a client that reads nothing for `timeout` is dropped.
+
+    NOTE: a write waits while the client's socket buffers are full; without a bound, a client
+    that stops reading would hold its synthesis slot and upstream request for as long as it
+    keeps the connection open.
+    """
+
+    async def send(data: bytes | None) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await (response.write_eof() if data is None else response.write(data))
+        except TimeoutError:
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError(
+                f"client read nothing for {timeout:g} s (write_timeout)"
+            ) from None
+
+    return send
+
+
 class _AudioBody:
-    def __init__(self, response: web.StreamResponse) -> None:
-        self._response = response
+    def __init__(self, send: Send) -> None:
+        self._send = send
 
     async def write(self, data: bytes, samples: int) -> None:
         if data:
-            await self._response.write(data)
+            await self._send(data)
 
     async def done(self) -> None:
         return None
@@ -288,8 +340,8 @@ class _AudioBody:
 class _SseBody:
     """OpenAI's `stream_format: sse`: speech.audio.delta events, then speech.audio.done."""
 
-    def __init__(self, response: web.StreamResponse) -> None:
-        self._response = response
+    def __init__(self, send: Send) -> None:
+        self._send = send
         self._samples = 0
 
     async def write(self, data: bytes, samples: int) -> None:
@@ -306,4 +358,4 @@ class _SseBody:
         await self._event({"type": "speech.audio.done", "usage": usage})
 
     async def _event(self, event: dict[str, Any]) -> None:
-        await self._response.write(f"data: {json.dumps(event)}\n\n".encode())
+        await self._send(f"data: {json.dumps(event)}\n\n".encode())

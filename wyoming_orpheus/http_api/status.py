@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
@@ -39,25 +38,15 @@ def health_body(engine: Engine | None, draining: bool) -> tuple[int, dict[str, A
         },
         "upstreams": [
             {
-                "url": _redact(u.url),
+                "url": u.url,
                 "api": u.settings.api,
                 "state": "cooling-down" if engine.pool.cooling_down(u) else "ok",
                 "in_flight": u.in_flight,
-                "last_error": u.last_error and u.last_error.replace(u.url, _redact(u.url)),
+                "last_error": u.last_error,
             }
             for u in engine.pool.upstreams
         ],
     }
-
-
-def _redact(url: str) -> str:
-    """Drop credentials written into a URL (http://user:secret@host)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 async def metrics(request: web.Request, engine: Engine) -> web.Response:
