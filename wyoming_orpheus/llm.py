@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import aiohttp
+from aiohttp.http_exceptions import LineTooLong
 
 from .config import Settings, UpstreamSettings
 
@@ -27,6 +28,11 @@ CHARS_PER_SECOND = 12.0
 TOKEN_HEADROOM = 1.5
 TOKEN_BASE = 140
 TOKEN_SLACK = 64
+
+
+# aiohttp's line reader keeps at most twice the session's read buffer (64 KiB) of one line;
+# an SSE or NDJSON line of Orpheus tokens is well under 1 KiB.
+MAX_LINE_BYTES = 2 * 2**16
 
 
 class UpstreamError(Exception):
@@ -287,6 +293,12 @@ async def _read_lines(
             ) from None
         except aiohttp.ClientError as err:
             raise UpstreamError(f"connection to the LLM server at {url} broke: {err}") from err
+        except (LineTooLong, ValueError):
+            # aiohttp buffers at most MAX_LINE_BYTES of one line (ValueError before 3.10).
+            raise UpstreamError(
+                f"LLM server at {url} sent a line longer than {MAX_LINE_BYTES // 1024} KiB "
+                "without an end: is a proxy in between breaking the stream?"
+            ) from None
         if not line:
             return
         text, done = parse(line.decode("utf-8", errors="replace").strip(), url)

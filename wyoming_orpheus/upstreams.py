@@ -13,6 +13,7 @@ import aiohttp
 from .config import Settings, UpstreamSettings
 from .llm import (
     DEFAULT_SAMPLING,
+    MAX_LINE_BYTES,
     NoAudioError,
     Sampling,
     UpstreamError,
@@ -60,7 +61,10 @@ class UpstreamPool:
         if self._session is None:
             # No connection limit here: the synthesis limit bounds concurrent requests.
             connector = aiohttp.TCPConnector(limit=0)
-            self._session = aiohttp.ClientSession(connector=connector)
+            # read_bufsize bounds what one line of a stream may buffer (llm.MAX_LINE_BYTES).
+            self._session = aiohttp.ClientSession(
+                connector=connector, read_bufsize=MAX_LINE_BYTES // 2
+            )
 
     async def close(self) -> None:
         """Close the HTTP session and its connections."""

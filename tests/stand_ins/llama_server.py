@@ -37,14 +37,17 @@ class LlamaServer:
         """Return the OpenAI base URL."""
         return f"http://127.0.0.1:{self.port}/v1"
 
-    async def start(self) -> None:
-        """Start the server and wait until /health answers."""
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+    async def start(self, port: int = 0) -> None:
+        """Start the server (on a free port, or the given one) and wait until /health answers."""
+        if port:
+            self.port = port
+        else:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                self.port = sock.getsockname()[1]
         exe = binary()
         env = dict(os.environ, LD_LIBRARY_PATH=str(exe.parent))
-        with self._log_path.open("wb") as log:
+        with self._log_path.open("ab") as log:
             self._process = await asyncio.create_subprocess_exec(
                 str(exe),
                 "-m",
@@ -72,6 +75,12 @@ class LlamaServer:
         if self._process is not None and self._process.returncode is None:
             self._process.terminate()
             await asyncio.wait_for(self._process.wait(), 30)
+
+    async def kill(self) -> None:
+        """Kill the server at once (SIGKILL), like a crash."""
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+            await self._process.wait()
 
     def log(self) -> str:
         """Return the server's log so far."""

@@ -38,6 +38,7 @@ FAULTS = (
     "garbage",  # out-of-range and misaligned tokens mixed into the stream
     "endless",  # ignore max_tokens and stop tokens, never end
     "no_audio",  # answer in words, like a chat-templated model
+    "endless_line",  # after `fault_after` tokens, one line that never ends (no newline, ever)
 )
 
 
@@ -81,6 +82,8 @@ class RequestRecord:
     finished: bool = False
     """The whole answer was sent."""
     client_disconnected: bool = False
+    endless_bytes: int = 0
+    """Bytes of the never-ending line the client took before it hung up (endless_line)."""
 
 
 def make_frames(seed: int, voice: str, text: str, frames_per_char: float) -> list[tuple[int, ...]]:
@@ -170,7 +173,7 @@ class OrpheusStandIn:
             }
             await response.write(f"data: {json.dumps(event)}\n\n".encode())
 
-        await self._stream(request, record, send, max_tokens)
+        await self._stream(request, record, send, max_tokens, raw=response.write)
         if record.finished:
             await response.write(b"data: [DONE]\n\n")
         return response
@@ -195,7 +198,7 @@ class OrpheusStandIn:
 
         # Without raw mode Ollama applies the chat template: the model answers in words.
         words = None if body.get("raw") else "no_audio"
-        await self._stream(request, record, send, max_tokens, words)
+        await self._stream(request, record, send, max_tokens, words, raw=response.write)
         return response
 
     async def _accept(self, request: web.Request) -> tuple[RequestRecord, web.Response | None]:
@@ -237,6 +240,8 @@ class OrpheusStandIn:
         send: Any,
         max_tokens: int,
         forced_fault: str | None = None,
+        *,
+        raw: Any,
     ) -> None:
         behaviour = self.behaviour
         fault = forced_fault
@@ -249,6 +254,8 @@ class OrpheusStandIn:
             finish = "stop"
             sent = 0
             async for batch in self._batches(record, fault):
+                if fault == "endless_line" and sent >= behaviour.fault_after:
+                    await _endless_line(raw, record)
                 if fault in ("drop", "stall") and sent >= behaviour.fault_after:
                     if fault == "drop":
                         assert request.transport is not None
@@ -300,6 +307,17 @@ class OrpheusStandIn:
             # slow the stream below its rate (a GPU generates at a steady rate).
             due = started + index / behaviour.coalesce * delay
             await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+
+async def _endless_line(raw: Any, record: RequestRecord) -> None:
+    """Start an event and never end its line: audio tokens, 64 KiB at a time, for as long as
+    the client reads (a broken proxy or server; a reader must bound what it buffers)."""
+    await raw(b'data: {"choices": [{"text": "')
+    piece = b"<custom_token_10>" * 4096
+    while True:
+        await raw(piece)
+        record.endless_bytes += len(piece)
+        await asyncio.sleep(0)
 
 
 def _with_garbage(tokens: list[str]) -> list[str]:
