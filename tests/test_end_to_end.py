@@ -15,10 +15,13 @@ import pytest
 from wyoming.client import AsyncTcpClient
 from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize
+from zeroconf import IPVersion, ServiceStateChange, Zeroconf
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
 from tests.stand_ins.llm_server import OrpheusStandIn
 from tests.test_zeroconf import browse
 from tests.wyoming_client import assert_well_formed, read_reply
+from wyoming_orpheus.discovery import SERVICE_TYPE
 
 
 def free_port() -> int:
@@ -192,6 +195,106 @@ async def test_one_process_serves_both_doors_and_drains_http_on_sigterm(
             rest = await response.read()
     assert len(first + rest) == len(llm.requests[0].frames) * 2048 * 2  # finished, not cut
     assert await asyncio.wait_for(process.wait(), 30) == 0
+
+
+class ServiceWatch:
+    """Browse _wyoming._tcp on loopback and note when a name appears and disappears."""
+
+    def __init__(self, name: str) -> None:
+        self.added, self.removed = asyncio.Event(), asyncio.Event()
+        self._wanted = f"{name}.{SERVICE_TYPE}"
+        self._zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+        self._browser = AsyncServiceBrowser(
+            self._zeroconf.zeroconf, SERVICE_TYPE, handlers=[self._on_change]
+        )
+
+    def _on_change(
+        self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if name == self._wanted:
+            if state_change is ServiceStateChange.Added:
+                self.added.set()
+            elif state_change is ServiceStateChange.Removed:
+                self.removed.set()
+
+    async def close(self) -> None:
+        await self._browser.async_cancel()
+        await self._zeroconf.async_close()
+
+
+async def wyoming_until_stop(port: int, text: str, started: asyncio.Event) -> bytes:
+    client = AsyncTcpClient("127.0.0.1", port)
+    await client.connect()
+    try:
+        await client.write_event(Synthesize(text=text).event())
+        await read_reply(client, "audio-start")
+        started.set()
+        reply = await read_reply(client, "audio-stop")
+    finally:
+        await client.disconnect()
+    assert reply.error is None
+    return reply.audio
+
+
+async def http_until_end(http_port: int, text: str, started: asyncio.Event) -> bytes:
+    body = {"input": text, "response_format": "pcm"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"http://127.0.0.1:{http_port}/v1/audio/speech", json=body) as response,
+    ):
+        assert response.status == 200
+        first = await response.content.readany()
+        started.set()
+        return first + await response.read()
+
+
+@pytest.mark.parametrize(
+    "extra_args", [{"args": ["--max-concurrent", "3"]}], indirect=True, ids=["3-slots"]
+)
+async def test_sigterm_under_load_finishes_every_stream_unregisters_and_exits_0(
+    server_process, llm: OrpheusStandIn
+) -> None:
+    process, port, http_port = server_process
+    llm.behaviour.tokens_per_second = 150
+    watch = ServiceWatch("orpheus-e2e")
+    try:
+        await asyncio.wait_for(watch.added.wait(), 10)
+        texts = ["The first room speaks.", "The second room too.", "And the third, by HTTP."]
+        started = [asyncio.Event() for _ in texts]
+        streams = [
+            asyncio.create_task(wyoming_until_stop(port, texts[0], started[0])),
+            asyncio.create_task(wyoming_until_stop(port, texts[1], started[1])),
+            asyncio.create_task(http_until_end(http_port, texts[2], started[2])),
+        ]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 30)
+        process.send_signal(signal.SIGTERM)
+        audios = await asyncio.wait_for(asyncio.gather(*streams), 30)
+        # Every in-flight stream finished whole: the audio of every frame the LLM sent.
+        for text, audio in zip(texts, audios, strict=True):
+            (record,) = [r for r in llm.requests if r.text == text]
+            assert record.finished and len(audio) == len(record.frames) * 2048 * 2
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+        await asyncio.wait_for(watch.removed.wait(), 10)  # unregistered, not left to expire
+    finally:
+        await watch.close()
+    assert all(record.closed_at is not None for record in llm.requests)
+    with pytest.raises(OSError):  # nothing listens any more
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_a_second_sigterm_exits_at_once(server_process, llm: OrpheusStandIn) -> None:
+    process, port, _ = server_process
+    llm.behaviour.tokens_per_second = 40  # a synthesis far longer than the 10 s grace
+    started = asyncio.Event()
+    stream = asyncio.create_task(wyoming_until_stop(port, "Slow words. " * 30, started))
+    await asyncio.wait_for(started.wait(), 30)
+    process.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.5)
+    assert process.returncode is None  # draining: the grace period runs
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 3) == 128 + signal.SIGTERM
+    with pytest.raises((AssertionError, ConnectionError, asyncio.IncompleteReadError)):
+        await asyncio.wait_for(stream, 10)  # cut, as asked
 
 
 async def test_healthcheck_fails_when_nothing_listens() -> None:

@@ -29,7 +29,7 @@ async def serve(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _on_stop_signal, stop, sig)
     # The HTTP door opens first so /health answers ("starting", 503) while SNAC loads.
     http_state = HttpState(settings)
     http = HttpServer(http_state) if settings.http_enabled else None
@@ -46,6 +46,17 @@ async def serve(settings: Settings) -> None:
     finally:
         if http is not None:
             await http.stop()  # no-op when already stopped
+
+
+def _on_stop_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    """First SIGTERM/SIGINT: drain gracefully. Second: exit at once (an impatient operator,
+    or a supervisor that gives up waiting), without waiting for any synthesis."""
+    if not stop.is_set():
+        stop.set()
+        return
+    _LOGGER.warning("Second %s: exiting now, in-flight syntheses are cut", sig.name)
+    logging.shutdown()
+    os._exit(128 + sig.value)
 
 
 async def _serve_wyoming(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
@@ -64,6 +65,12 @@ class Advertiser:
     async def stop(self) -> None:
         """Unregister the service and close zeroconf."""
         if self._zeroconf is not None:
-            await self._zeroconf.async_unregister_service(self._info)
+            goodbyes = await self._zeroconf.async_unregister_service(self._info)
+            # NOTE: the first await only queues the goodbye packets; closing before they are
+            # sent left Home Assistant listing the service until its records expired.
+            try:
+                await asyncio.wait_for(goodbyes, 5)
+            except TimeoutError:
+                _LOGGER.warning("Zeroconf: goodbye packets not sent within 5 s")
             await self._zeroconf.async_close()
             self._zeroconf = None
