@@ -129,6 +129,8 @@ def generation_runs() -> list[tuple[str, GenerationMode]]:
 # NOTE: derandomized, so a CI run is repeatable; the example counts bound its time.
 SPEECH_EXAMPLES = 200
 OTHER_EXAMPLES = 30
+
+
 @pytest.mark.parametrize(("operation", "mode"), generation_runs())
 def test_generated_requests_get_no_5xx_and_every_4xx_is_the_envelope(
     live_door: LiveDoor, operation: str, mode: GenerationMode

@@ -8,7 +8,6 @@ at the end.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import socket
 from collections.abc import Callable
@@ -99,9 +98,13 @@ FAULTS = [
         text="broke",
         audio_before_error=True,
     ),
-    Fault("dropped before audio", {"fault": "drop", "fault_after": 0, "fault_times": 1}, requests=2),
+    Fault(
+        "dropped before audio", {"fault": "drop", "fault_after": 0, "fault_times": 1}, requests=2
+    ),
     Fault("garbage tokens", {"fault": "garbage"}),
-    Fault("no audio tokens", {"fault": "no_audio"}, code="no-audio", text="chat template", requests=2),
+    Fault(
+        "no audio tokens", {"fault": "no_audio"}, code="no-audio", text="chat template", requests=2
+    ),
     Fault("never-ending stream", {"fault": "endless"}),
     Fault(
         "never-ending line",

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 import queue
 import threading
@@ -18,6 +16,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from .hardware import Tier
+from .memory import release_free_memory
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -30,20 +29,8 @@ _LEVEL1_SLOTS = [1, 4]
 _LEVEL2_SLOTS = [2, 3, 5, 6]
 
 
-# NOTE: PyTorch allocates CPU tensors with malloc; glibc keeps freed heap for reuse, so the
-# process held ~1.1 GB after a few long streams while ~0.5 GB were live (issue #10). Handing
-# it back when the worker has been idle a second keeps an idle server small.
+# Seconds the decode worker must be idle before freed heap goes back to the OS.
 _IDLE_TRIM_SECONDS = 1.0
-_LIBC_NAME = ctypes.util.find_library("c")
-_LIBC = ctypes.CDLL(_LIBC_NAME) if _LIBC_NAME else None
-_CAN_TRIM = _LIBC is not None and hasattr(_LIBC, "malloc_trim")
-
-
-def release_free_memory() -> None:
-    """Return freed heap to the OS (glibc only; elsewhere nothing to do)."""
-    if _CAN_TRIM:
-        assert _LIBC is not None
-        _LIBC.malloc_trim(0)
 
 
 class CodecLoadError(Exception):

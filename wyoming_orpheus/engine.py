@@ -7,9 +7,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-from .codec import DecodeWorker, load_snac, release_free_memory
+from .codec import DecodeWorker, load_snac
 from .config import ConfigError, Settings
 from .hardware import DeviceFacts, Tier, select_tier
+from .memory import release_free_memory
 from .metrics import Metrics
 from .stream_decoder import warm_up
 from .synthesis import Synthesizer

@@ -59,6 +59,10 @@ class Behaviour:
     fault_after: int = 14
     fault_times: int = 1_000_000
     """How many requests the fault hits before the server behaves again."""
+    random_faults: tuple[str, ...] = ()
+    """Faults drawn at random per request (soak runs), each after a random number of tokens."""
+    fault_rate: float = 0.0
+    """Share of requests that get one of random_faults (drawn from a Random seeded by seed)."""
     api_key: str | None = None
     """When set, requests without `Authorization: Bearer <key>` get HTTP 401."""
     models: tuple[str, ...] = ("orpheus",)
@@ -82,6 +86,9 @@ class RequestRecord:
     finished: bool = False
     """The whole answer was sent."""
     client_disconnected: bool = False
+    fault: str | None = None
+    """The fault this request got."""
+    fault_after: int = 0
     endless_bytes: int = 0
     """Bytes of the never-ending line the client took before it hung up (endless_line)."""
 
@@ -115,6 +122,7 @@ class OrpheusStandIn:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._faults_used = 0
+        self._random = random.Random(self.behaviour.seed)
 
     @property
     def base_url(self) -> str:
@@ -215,7 +223,8 @@ class OrpheusStandIn:
         ):
             record.closed_at = time.monotonic()
             return record, _json_error(401, "Invalid API Key")
-        if behaviour.fault == "http500" and self._take_fault():
+        record.fault, record.fault_after = self._pick_fault()
+        if record.fault == "http500":
             record.closed_at = time.monotonic()
             return record, _json_error(500, "the model crashed")
         match = TRAINING_PROMPT_RE.match(str(body.get("prompt", ""))) or AUDIO_PROMPT_RE.match(
@@ -227,9 +236,15 @@ class OrpheusStandIn:
         record.voice, record.text = match.group("voice"), match.group("text")
         return record, None
 
-    def _take_fault(self) -> bool:
-        self._faults_used += 1
-        return self._faults_used <= self.behaviour.fault_times
+    def _pick_fault(self) -> tuple[str | None, int]:
+        behaviour = self.behaviour
+        if behaviour.fault is not None:
+            self._faults_used += 1
+            if self._faults_used <= behaviour.fault_times:
+                return behaviour.fault, behaviour.fault_after
+        if behaviour.random_faults and self._random.random() < behaviour.fault_rate:
+            return self._random.choice(behaviour.random_faults), self._random.randrange(0, 70)
+        return None, 0
 
     # --- the token stream ---
 
@@ -244,9 +259,8 @@ class OrpheusStandIn:
         raw: Any,
     ) -> None:
         behaviour = self.behaviour
-        fault = forced_fault
-        if fault is None and behaviour.fault not in (None, "http500") and self._take_fault():
-            fault = behaviour.fault
+        fault = forced_fault or record.fault
+        fault_after = behaviour.fault_after if forced_fault else record.fault_after
         record.frames = make_frames(
             behaviour.seed, record.voice, record.text, behaviour.frames_per_char
         )
@@ -254,9 +268,9 @@ class OrpheusStandIn:
             finish = "stop"
             sent = 0
             async for batch in self._batches(record, fault):
-                if fault == "endless_line" and sent >= behaviour.fault_after:
+                if fault == "endless_line" and sent >= fault_after:
                     await _endless_line(raw, record)
-                if fault in ("drop", "stall") and sent >= behaviour.fault_after:
+                if fault in ("drop", "stall") and sent >= fault_after:
                     if fault == "drop":
                         assert request.transport is not None
                         request.transport.close()  # like a crashed server
