@@ -66,9 +66,20 @@ class Outcome:
 
     key: str
     kind: str
-    audio: bytes = b""
+    audio: bytearray = field(default_factory=bytearray)
     error: str | None = None
     hung_up: bool = False
+    spooled: Path | None = None
+
+    def spool(self, folder: Path) -> None:
+        """Move the audio to disk: holding every request's audio would itself grow RSS
+        (~25 MB over a 300 s run)."""
+        self.spooled = folder / f"{self.key.replace(' ', '-')}.pcm"
+        self.spooled.write_bytes(self.audio)
+        self.audio = bytearray()
+
+    def received(self) -> bytes:
+        return self.spooled.read_bytes() if self.spooled else bytes(self.audio)
 
     @property
     def completed(self) -> bool:
@@ -193,6 +204,7 @@ async def client_loop(
     until: float,
     outcomes: list[Outcome],
     counter: list[int],
+    spool: Path,
 ) -> None:
     port, url = doors
     while time.monotonic() < until:
@@ -210,6 +222,7 @@ async def client_loop(
                     await wyoming_request(port, outcome, text, hang_up)
         except (OSError, TimeoutError, aiohttp.ClientError) as err:
             outcome.error = f"client: {type(err).__name__}"
+        outcome.spool(spool)
 
 
 # --- what the process holds ---
@@ -294,7 +307,7 @@ def check_audio(
             mismatches.append(f"{outcome.key}: {len(finished)} finished upstream requests")
             continue
         expected = to_int16(decode_batch(model, np.array([finished[0].frames]), "cpu")[0])
-        received = np.frombuffer(outcome.audio, dtype="<i2")
+        received = np.frombuffer(outcome.received(), dtype="<i2")
         if len(received) != len(expected):
             mismatches.append(f"{outcome.key}: {len(received)} samples, {len(expected)} expected")
         elif np.abs(received.astype(int) - expected.astype(int)).max() > 1:
@@ -340,12 +353,17 @@ async def burst(clients: int, doors: tuple[int, str], counter: list[int]) -> Non
 
 
 async def phase(
-    seconds: float, clients: int, rng: random.Random, doors: tuple[int, str], counter: list[int]
+    seconds: float,
+    clients: int,
+    rng: random.Random,
+    doors: tuple[int, str],
+    counter: list[int],
+    spool: Path,
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
     until = time.monotonic() + seconds
     loops = [
-        client_loop(random.Random(rng.random()), doors, until, outcomes, counter)
+        client_loop(random.Random(rng.random()), doors, until, outcomes, counter, spool)
         for _ in range(clients)
     ]
     await asyncio.gather(*loops)
@@ -354,6 +372,13 @@ async def phase(
 
 async def soak(snac_dir: Path, seconds: float, warm_up: float, clients: int, seed: int) -> Report:
     """Run the soak and return its report (nothing is asserted here; see tests/test_soak.py)."""
+    with tempfile.TemporaryDirectory(prefix="soak-audio-") as folder:
+        return await _soak(snac_dir, seconds, warm_up, clients, seed, Path(folder))
+
+
+async def _soak(
+    snac_dir: Path, seconds: float, warm_up: float, clients: int, seed: int, spool: Path
+) -> Report:
     llm = OrpheusStandIn(
         Behaviour(seed=seed, random_faults=FAULTS, fault_rate=0.15, tokens_per_second=400)
     )
@@ -370,11 +395,11 @@ async def soak(snac_dir: Path, seconds: float, warm_up: float, clients: int, see
         doors = (wyoming.port, f"http://127.0.0.1:{http.port}")
         rng, counter = random.Random(seed), [0]
         await burst(clients, doors, counter)
-        await phase(warm_up, clients, rng, doors, counter)
+        await phase(warm_up, clients, rng, doors, counter, spool)
         await quiesce(engine, llm)
         baseline = snapshot((wyoming.port, http.port), llm)
         warm_requests = len(llm.requests)
-        outcomes = await phase(seconds, clients, rng, doors, counter)
+        outcomes = await phase(seconds, clients, rng, doors, counter, spool)
         await quiesce(engine, llm)
         end = snapshot((wyoming.port, http.port), llm)
     finally:

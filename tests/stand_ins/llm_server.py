@@ -289,9 +289,11 @@ class OrpheusStandIn:
             # NOTE: the stop string itself is not sent (see samples/llama-server-sse-stop.txt).
             await send("", finish)
             record.finished = True
-        except (asyncio.CancelledError, ConnectionResetError):
+        except asyncio.CancelledError:
             record.client_disconnected = True
             raise
+        except ConnectionResetError:
+            record.client_disconnected = True  # gone between two writes: nothing to answer
         finally:
             if record.closed_at is None:
                 record.closed_at = time.monotonic()
