@@ -402,3 +402,18 @@ async def test_no_secret_reaches_logs_health_metrics_or_error_texts(
     for secret in ("pw-secret", "llm-secret", API_KEY):
         assert not any(secret in text for text in seen), secret
         assert secret not in caplog.text, secret
+
+
+async def test_newlines_in_http_input_cannot_forge_log_lines(
+    http_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = "x\n2026-01-01 INFO forged: all good"
+    async with aiohttp.ClientSession() as session:
+        for body in (
+            {"input": "Hi.", "voice": forged},
+            {"input": "Hi.", "response_format": forged},
+        ):
+            async with session.post(http_url + SPEECH, json=body) as response:
+                assert response.status == 400
+    assert "unknown voice" in caplog.text
+    assert not any(line.startswith("2026-01-01") for line in caplog.text.splitlines())

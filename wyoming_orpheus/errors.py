@@ -31,3 +31,8 @@ def error_text(err: BaseException) -> str:
     if error_code(err) == "internal-error":
         return f"internal error ({type(err).__name__}): {err}"
     return str(err)
+
+
+def log_safe(text: str) -> str:
+    """Client-supplied text escaped for a log line: a newline in it cannot forge another line."""
+    return text[:300].encode("unicode_escape").decode("ascii")

@@ -27,7 +27,7 @@ from wyoming.tts import (
 from . import __version__
 from .audio import CHANNELS, SAMPLE_WIDTH
 from .codec import SAMPLE_RATE
-from .errors import error_code, error_text
+from .errors import error_code, error_text, log_safe
 from .synthesis import Synthesizer
 from .text import Part, TextError
 from .voices import VoiceCatalog
@@ -167,7 +167,7 @@ class OrpheusEventHandler(AsyncEventHandler):
             ) from None
 
     async def _refuse(self, text: str) -> None:
-        _LOGGER.warning("Refused: %s", _one_line(text))
+        _LOGGER.warning("Refused: %s", log_safe(text))
         self._synthesizer.metrics.finished(_DOOR, "bad-request")
         if not self.writer.is_closing():
             with contextlib.suppress(ConnectionError):
@@ -297,7 +297,7 @@ class OrpheusEventHandler(AsyncEventHandler):
         if error_code(err) == "internal-error":
             _LOGGER.exception("Synthesis failed", exc_info=err)
         else:
-            _LOGGER.warning("Synthesis failed: %s", _one_line(str(err)))
+            _LOGGER.warning("Synthesis failed: %s", log_safe(str(err)))
         await self.write_event(Error(text=error_text(err), code=error_code(err)).event())
 
 
@@ -339,11 +339,6 @@ class _Chunker:
         )
         self._sent += len(samples)
         return chunk
-
-
-def _one_line(text: str) -> str:
-    """Client text escaped for the log: a newline in it cannot forge a log line."""
-    return text[:300].encode("unicode_escape").decode("ascii")
 
 
 def _check_fields(event: Event) -> None:

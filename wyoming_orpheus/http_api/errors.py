@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..errors import error_code, error_text
+from ..errors import error_code, error_text, log_safe
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -114,7 +114,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     except Exception as err:
         if error_code(err) == "internal-error":
-            _LOGGER.exception("HTTP request %s %s failed", request.method, request.path)
+            _LOGGER.exception("HTTP request %s %s failed", request.method, log_safe(request.path))
         else:
-            _LOGGER.warning("HTTP request %s %s failed: %s", request.method, request.path, err)
+            _LOGGER.warning(
+                "HTTP request %s %s failed: %s",
+                request.method,
+                log_safe(request.path),
+                log_safe(str(err)),
+            )
         return domain_error_response(err)

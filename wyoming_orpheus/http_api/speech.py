@@ -19,7 +19,7 @@ from ..codec import SAMPLE_RATE, SAMPLES_PER_FRAME
 from ..config import Settings
 from ..encoders import FORMATS, AudioFormat, open_encoder
 from ..engine import Engine
-from ..errors import error_code
+from ..errors import error_code, log_safe
 from ..llm import Sampling
 from ..sockets import bound_send_buffer
 from ..voices import Voice
@@ -285,12 +285,12 @@ async def _stream(
         raise  # the client went away: the synthesis is closed by the caller
     except ConnectionError as err:
         # The client went away while we wrote, or was dropped for reading nothing.
-        _LOGGER.warning("Speech stream to %s ended: %s", request.remote, err)
+        _LOGGER.warning("Speech stream to %s ended: %s", request.remote, log_safe(str(err)))
         raise _StreamCut(response, err) from err
     except Exception as err:
         # The status line is sent: no JSON error can follow. Cut the body short so the
         # client sees an incomplete response instead of a clean end.
-        _LOGGER.warning("Speech stream ended early after its audio started: %s", err)
+        _LOGGER.warning("Speech stream ended early after its audio started: %s", log_safe(str(err)))
         if request.transport is not None:
             request.transport.close()
         raise _StreamCut(response, err) from err
