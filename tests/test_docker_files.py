@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import importlib.util
 import re
 import shlex
@@ -12,6 +13,7 @@ import yaml
 from wyoming_orpheus.cli import load_settings
 
 DOCKER = Path(__file__).resolve().parents[1] / "docker"
+CONFIG = DOCKER.parent / "config"
 
 
 def test_compose_runs_the_server_with_valid_flags(tmp_path: Path) -> None:
@@ -30,3 +32,18 @@ def test_dockerfile_health_check_and_entry_point_exist() -> None:
     module = re.search(r'"-m", "([\w.]+)"', dockerfile).group(1)  # type: ignore[union-attr]
     assert importlib.util.find_spec(module) is not None
     assert 'ENTRYPOINT ["wyoming-orpheus"]' in dockerfile
+
+
+def test_the_systemd_unit_starts_the_server_with_the_shipped_config(tmp_path: Path) -> None:
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
+    unit.read(CONFIG / "wyoming-orpheus.service", encoding="utf-8")
+    service = unit["Service"]
+    program, *args = shlex.split(service["ExecStart"])
+    assert program == "/opt/wyoming-orpheus/bin/wyoming-orpheus"
+    # The config file it names is the one shipped in config/, installed there by the steps.
+    args = [str(CONFIG / "wyoming-orpheus.yaml") if a.endswith("config.yaml") else a for a in args]
+    settings = load_settings(args, {}, tmp_path)
+    assert settings.zeroconf == "" and settings.uri == "tcp://0.0.0.0:10200"
+    assert float(service["TimeoutStopSec"]) > settings.shutdown_grace
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"  # SIGHUP reloads the lexicon
+    assert service["User"] != "root" and unit["Install"]["WantedBy"] == "multi-user.target"
