@@ -26,6 +26,7 @@ from wyoming.tts import Synthesize
 
 from tests.stand_ins.llm_server import OrpheusStandIn
 from tests.stand_ins.snac_model import write_snac_model
+from tests.test_end_to_end import wait_for_port
 from tests.wyoming_client import assert_well_formed, read_reply
 
 BUILDAH = ["buildah", "--storage-driver", "vfs"]
@@ -67,7 +68,7 @@ async def check(image: str, config: dict, container: str) -> None:
             mounts=(f"{snac}:/snac:ro",),
         )  # fmt: skip
         try:
-            await wait_for_port(port, server)
+            await wait_for_port(port, server, timeout=180)
             # The image's own health check, as Docker would run it.
             health = await run_in(container, *healthcheck["Test"][1:])
             assert await asyncio.wait_for(health.wait(), 60) == 0, "HEALTHCHECK failed"
@@ -115,20 +116,6 @@ def descendant(pid: int, name: str) -> int:
     if found is None:
         raise AssertionError(f"no process {name!r} below {pid}")
     return found[0]
-
-
-async def wait_for_port(port: int, process: asyncio.subprocess.Process) -> None:
-    async with asyncio.timeout(180):
-        while True:
-            if process.returncode is not None:
-                raise AssertionError(f"the container exited with {process.returncode}")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.5)
-                continue
-            writer.close()
-            return
 
 
 def main(image: str) -> None:
