@@ -28,6 +28,7 @@ from . import __version__
 from .audio import CHANNELS, SAMPLE_WIDTH
 from .codec import SAMPLE_RATE
 from .errors import error_code, error_text, log_safe
+from .sockets import write_within
 from .synthesis import Synthesizer
 from .text import Part, TextError
 from .voices import VoiceCatalog
@@ -152,19 +153,8 @@ class OrpheusEventHandler(AsyncEventHandler):
             self.writer.close()
 
     async def write_event(self, event: Event) -> None:
-        """Send an event; a client that stops reading for write_timeout is dropped.
-
-        NOTE: without this a client whose socket buffers are full holds its synthesis slot,
-        its upstream request and the audio queued for it for as long as it stays connected.
-        """
-        try:
-            async with asyncio.timeout(self._write_timeout):
-                await super().write_event(event)
-        except TimeoutError:
-            self.writer.transport.abort()
-            raise ConnectionResetError(
-                f"client read nothing for {self._write_timeout:g} s (write_timeout)"
-            ) from None
+        """Send an event; a client that stops reading for write_timeout is dropped."""
+        await write_within(super().write_event(event), self.writer.transport, self._write_timeout)
 
     async def _refuse(self, text: str) -> None:
         _LOGGER.warning("Refused: %s", log_safe(text))

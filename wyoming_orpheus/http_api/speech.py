@@ -21,7 +21,7 @@ from ..encoders import FORMATS, AudioFormat, open_encoder
 from ..engine import Engine
 from ..errors import error_code, log_safe
 from ..llm import Sampling
-from ..sockets import bound_send_buffer
+from ..sockets import bound_send_buffer, write_within
 from ..voices import Voice
 from .errors import ApiError
 
@@ -304,23 +304,11 @@ Send = Callable[[bytes | None], Awaitable[None]]
 
 
 def _sender(request: web.Request, response: web.StreamResponse, timeout: float) -> Send:
-    """Write body bytes (None: the end); a client that reads nothing for `timeout` is dropped.
-
-    NOTE: a write waits while the client's socket buffers are full; without a bound, a client
-    that stops reading would hold its synthesis slot and upstream request for as long as it
-    keeps the connection open.
-    """
+    """Write body bytes (None: the end); a client that reads nothing for `timeout` is dropped."""
 
     async def send(data: bytes | None) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                await (response.write_eof() if data is None else response.write(data))
-        except TimeoutError:
-            if request.transport is not None:
-                request.transport.abort()
-            raise ConnectionResetError(
-                f"client read nothing for {timeout:g} s (write_timeout)"
-            ) from None
+        write = response.write_eof() if data is None else response.write(data)
+        await write_within(write, request.transport, timeout)
 
     return send
 
