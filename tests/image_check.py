@@ -2,9 +2,11 @@
 
 No Docker engine runs on the test machines and `podman run` cannot start containers there;
 `buildah run --isolation chroot` runs the image's own entry point instead, on the host's
-network, with the SNAC stand-in mounted. Checked: the image's own HEALTHCHECK passes, a
-Wyoming synthesize against the LLM stand-in on the host gets all of its audio, the process
-runs as the image's non-root user, and SIGTERM stops it cleanly (exit 0).
+network, with the SNAC stand-in mounted, and with the command line of
+docker/compose.cpu.yaml (zeroconf, Wyoming on 10200, HTTP on 5005) pointed at the LLM
+stand-in. Checked: the image's own HEALTHCHECK passes, a Wyoming synthesize against the LLM
+stand-in on the host gets all of its audio, the HTTP door answers /health, the process runs as
+the image's non-root user, and SIGTERM stops it cleanly (exit 0).
 
     python -m tests.image_check IMAGE
 """
@@ -21,9 +23,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import aiohttp
 from wyoming.client import AsyncTcpClient
 from wyoming.tts import Synthesize
 
+from tests import compose_model
 from tests.stand_ins.llm_server import OrpheusStandIn
 from tests.stand_ins.snac_model import write_snac_model
 from tests.test_end_to_end import wait_for_port
@@ -61,10 +65,12 @@ async def check(image: str, config: dict, container: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         snac = write_snac_model(Path(tmp), seed=0, noise=False)
         snac.chmod(0o755)
+        # What `LLM_URL=... docker compose -f docker/compose.cpu.yaml up` runs, plus the
+        # stand-in SNAC (the image would download the real one into /data).
         server = await run_in(
             container,
-            *config["Config"]["Entrypoint"], *config["Config"]["Cmd"],
-            "--llm-url", llm.base_url, "--snac-model", "/snac", "--device", "cpu",
+            *config["Config"]["Entrypoint"], *compose_command(llm.base_url),
+            "--snac-model", "/snac",
             mounts=(f"{snac}:/snac:ro",),
         )  # fmt: skip
         try:
@@ -81,6 +87,11 @@ async def check(image: str, config: dict, container: str) -> None:
                 await client.disconnect()
             assert_well_formed(reply)
             assert len(reply.audio) == len(llm.requests[0].frames) * 2048 * 2
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get("http://127.0.0.1:5005/health") as response,
+            ):
+                assert response.status == 200 and (await response.json())["ready"] is True
             # Docker signals the container's main process; buildah runs it as a descendant.
             os.kill(descendant(server.pid, "wyoming-orpheus"), signal.SIGTERM)
             code = await asyncio.wait_for(server.wait(), 30)
@@ -90,7 +101,15 @@ async def check(image: str, config: dict, container: str) -> None:
                 server.kill()
                 await server.wait()
             await llm.stop()
-    print(f"{image}: health check passed, spoke {reply.seconds:.2f} s, stopped cleanly")
+    print(f"{image}: health check passed, spoke {reply.seconds:.2f} s, HTTP ready, stopped cleanly")
+
+
+def compose_command(llm_url: str) -> list[str]:
+    """The wyoming-orpheus command line of docker/compose.cpu.yaml, as Compose would run it."""
+    compose = Path(__file__).resolve().parents[1] / "docker" / "compose.cpu.yaml"
+    model = compose_model.load_model([compose], {"LLM_URL": llm_url})
+    command: list[str] = model["services"]["wyoming-orpheus"]["command"]
+    return command
 
 
 def descendant(pid: int, name: str) -> int:

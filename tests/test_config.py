@@ -122,6 +122,8 @@ def test_normalize_takes_all_none_a_list_or_exclusions(tmp_path: Path) -> None:
     assert load(tmp_path, ["--normalize", "numbers,units"]).normalize == {"numbers", "units"}
     without = load(tmp_path, env={"ORPHEUS_NORMALIZE": "-urls,-dates"}).normalize
     assert without == frozenset(NORMALIZE_CATEGORIES) - {"urls", "dates"}
+    # As a flag, removals take the = form (the help says so): "-urls" alone reads as a flag.
+    assert load(tmp_path, ["--normalize=-urls,-dates"]).normalize == without
     config = write(tmp_path / "c.yaml", "normalize: false\nnormalize_urls: drop\n")
     settings = load(tmp_path, ["--config", config])
     assert settings.normalize == frozenset() and settings.normalize_urls == "drop"

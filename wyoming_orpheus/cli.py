@@ -51,8 +51,8 @@ _VALUE_FLAGS: tuple[tuple[str, str, str], ...] = (
     (
         "--normalize",
         "normalize",
-        "what to speak as words: all, none, a list (numbers,units,...) or -urls,-dates "
-        "(default: all)",
+        "what to speak as words: all, none, a list (numbers,units,...) or removals in the "
+        "= form, --normalize=-urls,-dates (default: all)",
     ),
     ("--normalize-urls", "normalize_urls", "web/e-mail addresses: speak or drop (default: speak)"),
     ("--lexicon", "lexicon", "YAML file of word replacements per language (reloaded on SIGHUP)"),

@@ -1,0 +1,126 @@
+"""Every example in the docs and in config/ goes through the real loaders, so none goes stale.
+
+YAML blocks are settings files (the config loader), lexicons (the lexicon loader) or Home
+Assistant actions (their voice must exist); shell blocks that run wyoming-orpheus are parsed by
+its own flag parser, llama-server command lines are checked against the real llama-server, and
+every file of the repository a command names must exist.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.stand_ins.llama_server import binary as llama_server_binary
+from wyoming_orpheus.cli import load_settings
+from wyoming_orpheus.text.lexicon import Lexicon
+from wyoming_orpheus.voices import ALL_VOICES
+
+REPO = Path(__file__).resolve().parents[1]
+DOCUMENTS = [
+    REPO / "README.md",
+    *sorted((REPO / "docs").glob("*.md")),
+    REPO / "docker" / "homeassistant-addon" / "DOCS.md",
+]
+_FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+_LANGUAGE_KEY = re.compile(r"all|[a-z]{2}(-[A-Za-z]{2})?")
+
+
+def blocks(kind: str) -> list[tuple[str, str]]:
+    """(where, text) of every fenced block of one kind in the documents."""
+    found = []
+    for path in DOCUMENTS:
+        text = path.read_text(encoding="utf-8")
+        for number, match in enumerate(_FENCE.finditer(text), start=1):
+            if match[1] == kind:
+                found.append((f"{path.relative_to(REPO)} block {number}", match[2]))
+    return found
+
+
+def commands(text: str) -> list[list[str]]:
+    """The command lines of a shell block, continuations joined, environment prefixes dropped."""
+    result = []
+    for line in text.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+            words.pop(0)
+        if words and words[0] == "sudo":
+            words.pop(0)
+        if words:
+            result.append(words)
+    return result
+
+
+def is_lexicon(data: object) -> bool:
+    return (
+        isinstance(data, dict)
+        and all(isinstance(k, str) and _LANGUAGE_KEY.fullmatch(k) for k in data)
+        and all(isinstance(v, dict) for v in data.values())
+    )
+
+
+def test_the_documents_have_examples_to_check() -> None:
+    # The scan itself must find what is there, or every other test here passes on nothing.
+    assert len(blocks("yaml")) >= 5 and len(blocks("sh")) >= 20
+
+
+@pytest.mark.parametrize(("where", "text"), blocks("yaml"))
+def test_yaml_examples_load(where: str, text: str, tmp_path: Path) -> None:
+    data = yaml.safe_load(text)
+    path = tmp_path / "example.yaml"
+    path.write_text(text, encoding="utf-8")
+    if is_lexicon(data):
+        assert len(Lexicon.load(str(path))) > 0, where
+    elif "action" in data:
+        assert data["action"] == "tts.speak", where
+        assert data["data"]["options"]["voice"] in {v.name for v in ALL_VOICES}, where
+    else:
+        load_settings(["--config", str(path)], {}, tmp_path)
+
+
+@pytest.mark.parametrize(("where", "text"), blocks("sh"))
+def test_shell_examples_run_real_options_and_files(where: str, text: str, tmp_path: Path) -> None:
+    for words in commands(text):
+        program = words[0]
+        # Files of this repository that a command names (a Modelfile, a config, a Dockerfile).
+        named = [w for w in words if w.startswith(("docker/", "config/"))]
+        assert all((REPO / w).exists() for w in named), f"{where}: {named}"
+        if program in ("wyoming-orpheus", "script/run"):
+            load_settings(words[1:], {}, tmp_path)
+        elif program == "docker" and words[1] == "run":
+            image = next(i for i, w in enumerate(words) if w.startswith("wyoming-orpheus:"))
+            load_settings(words[image + 1 :], {}, tmp_path)
+        elif program == "docker" and words[1] == "compose":
+            files = [words[i + 1] for i, w in enumerate(words) if w == "-f"]
+            assert files and all((REPO / f).is_file() for f in files), where
+        elif program == "llama-server":
+            assert set(o for o in words[1:] if o.startswith("-")) <= llama_server_options(), where
+
+
+_OPTIONS: set[str] = set()
+
+
+def llama_server_options() -> set[str]:
+    if not _OPTIONS:
+        help_text = subprocess.run(
+            [str(llama_server_binary()), "--help"], capture_output=True, text=True, timeout=60
+        ).stdout
+        _OPTIONS.update(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", help_text))
+    return _OPTIONS
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((REPO / "config").rglob("*.yaml")),
+    ids=lambda p: str(p.relative_to(REPO)),
+)
+def test_every_file_in_config_loads(path: Path, tmp_path: Path) -> None:
+    if is_lexicon(yaml.safe_load(path.read_text(encoding="utf-8"))):
+        assert len(Lexicon.load(str(path))) > 0
+    else:
+        load_settings(["--config", str(path)], {}, tmp_path)
