@@ -125,6 +125,27 @@ class Server:
             await asyncio.wait_for(self.process.wait(), 30)
 
 
+def request_tag(stream: int, run: int) -> str:
+    """A tag that finds a request's record at the stand-in: letters only, since the server
+    speaks digits as words before the text reaches the LLM."""
+    return f"Room {_letters(stream)} run {_letters(run)}"
+
+
+def _letters(number: int) -> str:
+    return "".join("abcdefghijklmnopqrstuvwxyz"[int(d)] for d in f"{number:03d}")
+
+
+def note_upstream(llm: OrpheusStandIn, tag: str, listen: Listen) -> None:
+    """Copy from the stand-in's record: when the request arrived there, and when it sent the
+    28th audio token (the 4th frame's last)."""
+    record = next((r for r in llm.requests if tag in r.text), None)
+    if record is None:
+        return
+    listen.llm_request_at = record.started
+    needed = len(llm.behaviour.leading_tokens) + 4 * 7
+    listen.fourth_frame_at = next((at for sent, at in record.sent_log if sent >= needed), None)
+
+
 def tokens_sent(llm: OrpheusStandIn, tag: str) -> int:
     """Return the tokens the stand-in has sent for the request whose text carries `tag`."""
     return next((r.tokens_sent for r in llm.requests if tag in r.text), 0)
@@ -177,6 +198,7 @@ async def _read_audio(
                 listen.tokens_at_first_audio = tokens_sent(llm, tag)
             listen.add(time.monotonic(), len(AudioChunk.from_event(event).audio) // 2)
         elif AudioStop.is_type(event.type):
+            note_upstream(llm, tag, listen)
             return
         elif event.type == "error":
             raise RuntimeError(f"the server answered an error: {event.data}")
@@ -197,6 +219,7 @@ async def http_speech(llm: OrpheusStandIn, url: str, tag: str) -> Listen:
                 carry += len(data)
                 listen.add(time.monotonic(), carry // 2)
                 carry %= 2
+    note_upstream(llm, tag, listen)
     return listen
 
 
@@ -243,16 +266,13 @@ async def scenario(
     prebuffer: float,
     run: int,
 ) -> dict[str, Any]:
-    text_chars = len(TEXT.format(tag="Room 00 run 000"))
+    text_chars = len(TEXT.format(tag=request_tag(0, 0)))
     llm.behaviour.tokens_per_second = rate
     llm.behaviour.frames_per_char = seconds * FRAMES_PER_SECOND / text_chars
     cpu_before = server.cpu_seconds() if server else 0.0
     started = time.monotonic()
     listens = await asyncio.gather(
-        *(
-            client(server.port if server else 0, f"Room {i:02d} run {run:03d}")
-            for i in range(streams)
-        )
+        *(client(server.port if server else 0, request_tag(i, run)) for i in range(streams))
     )
     wall = time.monotonic() - started
     summary = summarize(list(listens), prebuffer)
@@ -366,6 +386,8 @@ COLUMNS = (
     ("first_audio_p95_s", "p95", "{:.3f}"),
     ("first_audio_p99_s", "p99", "{:.3f}"),
     ("tokens_at_first_audio_median", "tokens at 1st audio", "{:g}"),
+    ("after_fourth_frame_p95_s", "server s after 4th frame p95", "{:.3f}"),
+    ("llm_request_after_ask_p95_s", "LLM request after ask p95", "{:.3f}"),
     ("refused", "refused (busy)", "{}"),
     ("underruns_total", "underruns", "{}"),
     ("real_time_factor_max", "RTF max", "{:.2f}"),

@@ -19,11 +19,22 @@ class Listen:
     """(arrival time, samples) of each audio chunk."""
     tokens_at_first_audio: int = 0
     """Upstream tokens sent for this request when its first audio arrived."""
+    fourth_frame_at: float | None = None
+    """When the upstream sent the last token of the 4th frame (28 audio tokens)."""
+    llm_request_at: float | None = None
+    """When the request reached the LLM server (streamed text: its first sentence's request)."""
 
     def add(self, arrival: float, samples: int) -> None:
         """Record a chunk."""
         if samples:
             self.chunks.append((arrival, samples))
+
+    @property
+    def after_fourth_frame(self) -> float | None:
+        """Seconds from the 4th frame's last token leaving the LLM to the first audio."""
+        if self.fourth_frame_at is None or not self.chunks:
+            return None
+        return self.chunks[0][0] - self.fourth_frame_at
 
     @property
     def first_audio(self) -> float:
@@ -82,6 +93,8 @@ def summarize(listens: list[Listen], prebuffer: float) -> dict[str, float]:
         "first_audio_p50_s": percentile(first, 50),
         "first_audio_p95_s": percentile(first, 95),
         "first_audio_p99_s": percentile(first, 99),
+        **_after_fourth_frame(listens),
+        **_llm_request_delay(listens),
         "tokens_at_first_audio_median": statistics.median(
             listen.tokens_at_first_audio for listen in listens
         ),
@@ -89,4 +102,21 @@ def summarize(listens: list[Listen], prebuffer: float) -> dict[str, float]:
         "real_time_factor_max": max(listen.real_time_factor for listen in listens),
         "largest_gap_s": max(listen.largest_gap for listen in listens),
         "audio_seconds_per_stream": statistics.mean(listen.audio_seconds for listen in listens),
+    }
+
+
+def _llm_request_delay(listens: list[Listen]) -> dict[str, float]:
+    """Seconds from the request (or the first sentence's completion) to its LLM request."""
+    times = [x.llm_request_at - x.asked for x in listens if x.llm_request_at is not None]
+    return {"llm_request_after_ask_p95_s": percentile(times, 95)} if times else {}
+
+
+def _after_fourth_frame(listens: list[Listen]) -> dict[str, float]:
+    """Server time from the 4th frame's last token to first audio: p50 and p95."""
+    times = [t for t in (listen.after_fourth_frame for listen in listens) if t is not None]
+    if not times:
+        return {}
+    return {
+        "after_fourth_frame_p50_s": percentile(times, 50),
+        "after_fourth_frame_p95_s": percentile(times, 95),
     }

@@ -100,6 +100,9 @@ class Snapshot:
     """Keep-alive connections to the LLM server (pooled, bounded)."""
     open_upstream_requests: int
     rss_mb: float
+    python_objects: int
+    """Objects the garbage collector tracks, after a collection: what the server still holds
+    (requests, buffers, tensors, tasks). Unlike RSS it does not move with heap fragmentation."""
 
     @property
     def other_sockets(self) -> int:
@@ -121,6 +124,8 @@ class Report:
     end: dict[str, Any] = field(default_factory=dict)
     leaked_tasks: dict[str, int] = field(default_factory=dict)
     rss_growth: float = 0.0
+    objects_per_request: float = 0.0
+    """Growth of gc-tracked objects from the baseline to the end, per soak request."""
 
 
 def key_for(number: int) -> str:
@@ -273,6 +278,7 @@ def snapshot(doors: tuple[int, int], llm: OrpheusStandIn) -> Snapshot:
         upstream_connections=upstream,
         open_upstream_requests=sum(1 for r in llm.requests if r.closed_at is None),
         rss_mb=rss_kb / 1024,
+        python_objects=len(gc.get_objects()),
     )
 
 
@@ -320,7 +326,7 @@ def check_audio(
 # --- the run ---
 
 
-def settings_for(llm: OrpheusStandIn, snac_dir: Path) -> Settings:
+def settings_for(llm: OrpheusStandIn, snac_dir: Path, decode_workers: int | None) -> Settings:
     return Settings(
         uri="tcp://127.0.0.1:0",
         upstreams=(UpstreamSettings(llm.base_url),),
@@ -332,6 +338,7 @@ def settings_for(llm: OrpheusStandIn, snac_dir: Path) -> Settings:
         stall_timeout=0.5,
         upstream_cooldown=0,
         warm_up=False,  # the warm-up phase of the soak does it
+        decode_workers=decode_workers,
     )
 
 
@@ -370,20 +377,34 @@ async def phase(
     return outcomes
 
 
-async def soak(snac_dir: Path, seconds: float, warm_up: float, clients: int, seed: int) -> Report:
+async def soak(
+    snac_dir: Path,
+    seconds: float,
+    warm_up: float,
+    clients: int,
+    seed: int,
+    decode_workers: int | None = None,
+) -> Report:
     """Run the soak and return its report (nothing is asserted here; see tests/test_soak.py)."""
     with tempfile.TemporaryDirectory(prefix="soak-audio-") as folder:
-        return await _soak(snac_dir, seconds, warm_up, clients, seed, Path(folder))
+        settings = (seconds, warm_up, clients, seed, decode_workers)
+        return await _soak(snac_dir, *settings, Path(folder))
 
 
 async def _soak(
-    snac_dir: Path, seconds: float, warm_up: float, clients: int, seed: int, spool: Path
+    snac_dir: Path,
+    seconds: float,
+    warm_up: float,
+    clients: int,
+    seed: int,
+    decode_workers: int | None,
+    spool: Path,
 ) -> Report:
     llm = OrpheusStandIn(
         Behaviour(seed=seed, random_faults=FAULTS, fault_rate=0.15, tokens_per_second=400)
     )
     await llm.start()
-    engine = await Engine.create(settings_for(llm, snac_dir))
+    engine = await Engine.create(settings_for(llm, snac_dir, decode_workers))
     wyoming = WyomingServer(
         engine.settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer
     )
@@ -419,6 +440,11 @@ async def _soak(
         if n > baseline.tasks.get(name, 0) and not name.startswith("RequestHandler.")
     }
     report.rss_growth = (end.rss_mb - baseline.rss_mb) / baseline.rss_mb
+    # The soak's own bookkeeping (each request's outcome, the stand-in's record of it) stays
+    # alive until the audio check: ~10 objects per request; a server leak adds its own.
+    report.objects_per_request = (end.python_objects - baseline.python_objects) / max(
+        1, len(outcomes)
+    )
     return report
 
 
@@ -441,15 +467,16 @@ def print_report(report: Report) -> None:
     print(f"Completed {report.completed}, audio exact {report.exact}, "
           f"mismatches {len(report.mismatches)} {report.mismatches[:5]}")  # fmt: skip
     print("\n| after | tasks | threads | sockets (besides pooled upstream) | door connections "
-          "| upstream keep-alive | open upstream requests | RSS MB |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          "| upstream keep-alive | open upstream requests | Python objects | RSS MB |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, shot in (("warm-up", report.baseline), ("soak", report.end)):
         print(f"| {name} | {sum(shot['tasks'].values())} | {sum(shot['threads'].values())} | "
               f"{shot['other_sockets']} | {shot['door_connections']} | "
               f"{shot['upstream_connections']} | {shot['open_upstream_requests']} | "
-              f"{shot['rss_mb']:.0f} |")  # fmt: skip
+              f"{shot['python_objects']} | {shot['rss_mb']:.0f} |")  # fmt: skip
     print(f"\nLeaked tasks: {report.leaked_tasks or 'none'}; "
-          f"RSS growth after warm-up: {report.rss_growth:+.1%}")  # fmt: skip
+          f"RSS growth after warm-up: {report.rss_growth:+.1%}; "
+          f"Python objects per request: {report.objects_per_request:+.1f}")  # fmt: skip
 
 
 def main() -> None:
@@ -458,12 +485,17 @@ def main() -> None:
     parser.add_argument("--warm-up", type=float, default=30)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--decode-workers", type=int, default=None, help="decode worker threads (default: tier's)"
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "soak.json", help="where to write")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the injected faults log warnings by design
     with tempfile.TemporaryDirectory() as tmp:
         snac_dir = write_snac_model(Path(tmp), seed=0, noise=False)
-        report = asyncio.run(soak(snac_dir, args.seconds, args.warm_up, args.clients, args.seed))
+        report = asyncio.run(
+            soak(snac_dir, args.seconds, args.warm_up, args.clients, args.seed, args.decode_workers)
+        )
     print_report(report)
     out: Path = args.json
     out.parent.mkdir(parents=True, exist_ok=True)

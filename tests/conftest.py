@@ -43,7 +43,6 @@ def make_settings(snac_dir: Path, llm: OrpheusStandIn) -> Callable[..., Settings
             upstreams=(UpstreamSettings(llm.base_url),),
             snac_model=str(snac_dir),
             device="cpu",
-            decode_threads=2,
             first_token_timeout=5,
             stall_timeout=2,
             upstream_cooldown=0,

@@ -124,3 +124,19 @@ def test_every_file_in_config_loads(path: Path, tmp_path: Path) -> None:
         assert len(Lexicon.load(str(path))) > 0
     else:
         load_settings(["--config", str(path)], {}, tmp_path)
+
+
+def test_troubleshooting_explains_every_error_code_the_server_sends() -> None:
+    source = "\n".join(
+        path.read_text(encoding="utf-8") for path in (REPO / "wyoming_orpheus").rglob("*.py")
+    )
+    # Codes are set as `code = "..."`, `code="..."` or paired with their exception class;
+    # two-letter matches are language codes. aiohttp's own refusals become codes from their
+    # reason (errors.py): the two a client can meet are listed by hand.
+    found = set(re.findall(r'code ?= ?"([a-z-]{3,})"', source))
+    found |= set(re.findall(r'\(\w+Error, "([a-z-]+)"\)', source))
+    found |= {"internal-error", "not-found", "method-not-allowed"}
+    assert {"busy", "no-audio", "bad-request", "body-timeout"} <= found  # the scan works
+    guide = (REPO / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
+    missing = sorted(code for code in found if f"`{code}`" not in guide)
+    assert missing == [], f"docs/troubleshooting.md does not explain {missing}"

@@ -20,8 +20,8 @@ from wyoming_orpheus.hardware import DeviceFacts, apply_overrides, choose_tier, 
         (DeviceFacts("cuda", "GTX 1080", 8.0, (6, 1), 8), "cuda-mid", 16, 8),
         (DeviceFacts("cuda", "GTX 1650", 4.0, (7, 5), 4), "cuda-entry", 8, 4),
         (DeviceFacts("mps", "Apple MPS", cpu_count=10), "mps", 8, 4),
-        (DeviceFacts("cpu", "CPU", cpu_count=2), "cpu", 4, 2),
-        (DeviceFacts("cpu", "CPU", cpu_count=16), "cpu", 4, 16),
+        (DeviceFacts("cpu", "CPU", cpu_count=2), "cpu", 4, 4),
+        (DeviceFacts("cpu", "CPU", cpu_count=16), "cpu", 4, 32),
     ],
 )
 def test_tier_choice(facts: DeviceFacts, name: str, batch: int, concurrent: int) -> None:
@@ -30,16 +30,23 @@ def test_tier_choice(facts: DeviceFacts, name: str, batch: int, concurrent: int)
     assert tier.device == facts.kind
 
 
-def test_cpu_tier_uses_every_core() -> None:
-    assert choose_tier(DeviceFacts("cpu", "CPU", cpu_count=6)).threads == 6
+def test_cpu_tier_runs_a_single_threaded_decode_worker_per_core() -> None:
+    tier = choose_tier(DeviceFacts("cpu", "CPU", cpu_count=6))
+    assert (tier.workers, tier.threads, tier.max_concurrent) == (6, 1, 12)
 
 
 def test_config_overrides_the_tier() -> None:
     settings = dataclasses.replace(
-        Settings(), decode_batch_size=3, decode_threads=1, compile=True, max_concurrent=9
+        Settings(),
+        decode_batch_size=3,
+        decode_threads=1,
+        decode_workers=2,
+        compile=True,
+        max_concurrent=9,
     )
     tier = apply_overrides(choose_tier(DeviceFacts("cpu", "CPU", cpu_count=2)), settings)
-    assert (tier.batch_size, tier.threads, tier.compile, tier.max_concurrent) == (3, 1, True, 9)
+    assert (tier.batch_size, tier.threads, tier.workers) == (3, 1, 2)
+    assert (tier.compile, tier.max_concurrent) == (True, 9)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU answer")

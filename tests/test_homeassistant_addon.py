@@ -53,7 +53,7 @@ def schema_type(name: str) -> tuple[str, list[str]]:
     spec = read_yaml("config.yaml")["schema"][name]
     if isinstance(spec, list):
         return "list-of-" + spec[0], []
-    match = re.fullmatch(r"(\w+)\??(?:\((.*)\))?", spec.strip())
+    match = re.fullmatch(r"(\w+)(?:\((.*)\))?\??", spec.strip())
     assert match, spec
     kind, args = match[1], match[2]
     if args is None:
@@ -75,7 +75,7 @@ def test_the_default_options_start_a_valid_server(tmp_path: Path) -> None:
     settings = settings_for(options, tmp_path)
     assert [u.url for u in settings.upstreams] == options["llm_urls"]
     assert settings.uri == "tcp://0.0.0.0:10200" and settings.device == "cpu"
-    assert settings.voice == options["voice"] and settings.max_concurrent == 2
+    assert settings.voice == options["voice"] and settings.max_concurrent is None  # the tier's
     assert settings.zeroconf is None  # the Supervisor's discovery announces it instead
     assert settings.streaming and settings.http_enabled and not settings.debug
 

@@ -22,9 +22,12 @@ ROOT = Path(__file__).parent.parent
 
 def test_a_short_soak_leaks_nothing_and_every_completed_request_is_exact(tmp_path: Path) -> None:
     out = tmp_path / "soak.json"
+    # One decode worker: with two, each thread's own glibc heap leaves RSS after 30 s anywhere
+    # from -9% to +5% of the baseline between identical runs (measured), noise that would hide
+    # a leak of that size; the decode workers' own memory is the 150 s run in BENCHMARKS.md.
     run = subprocess.run(
         [sys.executable, "-m", "benchmarks.soak", "--seconds", "30", "--warm-up", "30",
-         "--clients", "4", "--seed", "1", "--json", str(out)],
+         "--clients", "4", "--seed", "1", "--decode-workers", "1", "--json", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=170, check=False,
     )  # fmt: skip
     print(run.stdout, run.stderr[-3000:])  # shown when it fails
@@ -49,4 +52,9 @@ def test_a_short_soak_leaks_nothing_and_every_completed_request_is_exact(tmp_pat
     assert end["other_sockets"] == base["other_sockets"]
     assert end["door_connections"] == 0 and end["open_upstream_requests"] == 0
     assert end["upstream_connections"] <= 4  # keep-alive pool, bounded by the clients
-    assert report["rss_growth"] < 0.05
+    # Memory: objects the server holds may not grow with the requests (the soak's own records
+    # of each request are ~10); RSS, which moves with heap fragmentation (+1.6% to +5.0% between
+    # identical 30 s runs, measured), may not grow by more than 10%. The 300 s soak in
+    # BENCHMARKS.md is the finer figure.
+    assert report["objects_per_request"] < 20
+    assert report["rss_growth"] < 0.10

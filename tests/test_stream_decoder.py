@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -134,6 +135,33 @@ async def test_concurrent_streams_share_batches_and_get_their_own_audio(
         whole = decode_batch(model, np.array([frames]), "cpu")[0]
         np.testing.assert_allclose(audio, whole, rtol=0, atol=2e-5)
     assert max(worker.stats.batch_sizes) > 1, worker.stats.batch_sizes
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_several_workers_decode_streams_side_by_side_exactly(
+    model: torch.nn.Module, mode: str
+) -> None:
+    # Each worker thread takes whole steps off one queue; a stream's steps stay in order
+    # because it waits for each before handing over the next.
+    tier = dataclasses.replace(CPU_TIER, threads=1, workers=2, decode_mode=mode)
+    worker = DecodeWorker(model, tier)
+    worker.start()
+    # Two steps that can only finish together: one worker would wait here until the timeout.
+    meeting = threading.Barrier(2, timeout=10)
+
+    def meet() -> np.ndarray:
+        meeting.wait()
+        return np.zeros(0, dtype=np.float32)
+
+    try:
+        await asyncio.gather(worker.run(meet), worker.run(meet))
+        streams = [random_frames(10, seed=300 + i) for i in range(4)]
+        results = await asyncio.gather(*(stream_decode(worker, s, 2, 1.5, mode) for s in streams))
+    finally:
+        worker.stop()
+    for frames, (audio, _) in zip(streams, results, strict=True):
+        whole = decode_batch(model, np.array([frames]), "cpu")[0]
+        np.testing.assert_allclose(audio, whole, rtol=0, atol=2e-5)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -119,7 +119,7 @@ class DecodeWorker:
         self._tier = tier
         self._observe_step = observe_step
         self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.stats = DecodeStats()
         if tier.compile and tier.decode_mode == "windowed":
             # NOTE: ~40 s to compile on CPU (REFERENCE.md); only when asked for or on GPU tiers.
@@ -130,19 +130,24 @@ class DecodeWorker:
             _LOGGER.warning("compile applies to the windowed decoder only; ignored")
 
     def start(self) -> None:
-        """Start the worker thread."""
-        if self._thread is None:
+        """Start the worker threads (the tier's `workers`, each taking whole jobs)."""
+        if not self._threads:
             if self._tier.device == "cpu":
                 torch.set_num_threads(self._tier.threads)
-            self._thread = threading.Thread(target=self._run, name="snac-decode", daemon=True)
-            self._thread.start()
+            for index in range(max(1, self._tier.workers)):
+                thread = threading.Thread(
+                    target=self._run, name=f"snac-decode-{index}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
 
     def stop(self) -> None:
-        """Stop the worker thread after the queued work."""
-        if self._thread is not None:
+        """Stop the worker threads after the queued work."""
+        for _ in self._threads:
             self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
 
     @property
     def model(self) -> torch.nn.Module:
@@ -165,7 +170,7 @@ class DecodeWorker:
     async def _submit(
         self, frames: np.ndarray, call: Callable[[], np.ndarray] | None
     ) -> np.ndarray:
-        if self._thread is None:
+        if not self._threads:
             raise RuntimeError("decode worker is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
@@ -184,6 +189,11 @@ class DecodeWorker:
             if first is None:
                 return
             worked = True
+            if first.call is not None:
+                # A stream's own step batches with nothing: run it at once, and leave what
+                # else is queued to the other workers.
+                self._decode_jobs([first])
+                continue
             jobs = [first, *self._collect(self._tier.batch_size - 1)]
             stop = jobs[-1] is None
             self._decode_jobs([job for job in jobs if job is not None])

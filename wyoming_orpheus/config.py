@@ -153,7 +153,9 @@ class Settings:
     decode_batch_size: int | None = None
     """Decode windows per batch; None takes the hardware tier's value."""
     decode_threads: int | None = None
-    """CPU threads for decoding; None takes the hardware tier's value."""
+    """CPU threads per decode worker; None takes the hardware tier's value."""
+    decode_workers: int | None = None
+    """Decode worker threads, each running whole decode steps; None takes the tier's value."""
     compile: bool | None = None
     """torch.compile the decoder; None takes the hardware tier's choice."""
     decode_mode: str = "auto"
@@ -373,6 +375,7 @@ _FIELDS: dict[str, _Field] = {
     "queue_timeout": _Field(_float_in(0, 3600)),
     "decode_batch_size": _Field(_int_in(1, 256, optional=True)),
     "decode_threads": _Field(_int_in(1, 1024, optional=True)),
+    "decode_workers": _Field(_int_in(1, 64, optional=True)),
     "compile": _Field(_optional_bool),
     "decode_mode": _Field(_choice("auto", "windowed", "stateful")),
     "warm_up": _Field(_bool),

@@ -46,6 +46,8 @@ class Tier:
     """windowed: exact context windows, batched across streams (GPUs, where launches cost
     more than compute); stateful: per-layer caches, each sample computed once (CPUs, where
     compute is what costs)."""
+    workers: int = 1
+    """Decode worker threads; each runs whole steps with `threads` intra-op threads."""
 
 
 def detect_device(requested: str) -> DeviceFacts:
@@ -81,10 +83,12 @@ def choose_tier(facts: DeviceFacts) -> Tier:
         return Tier("cuda-entry", "cuda", 8, 10.0, 1, False, 4)
     if facts.kind == "mps":
         return Tier("mps", "mps", 8, 5.0, 1, False, 4, "stateful")
-    # NOTE: on CPU one stream decodes at ~3-4x real time on 2 cores (REFERENCE.md section 2),
-    # so allow about one stream per core; batching gains little, so collect briefly.
+    # NOTE: one single-threaded decode worker per core beats one worker with a thread per core
+    # (no intra-op hand-offs or spin-waits: 4 streams on 2 cores keep real time, BENCHMARKS.md);
+    # a core decodes ~2.7 streams in real time, so allow 2 per core. Batching gains little on
+    # CPU, so collect briefly.
     cores = max(1, facts.cpu_count)
-    return Tier("cpu", "cpu", 4, 2.0, cores, False, max(2, cores), "stateful")
+    return Tier("cpu", "cpu", 4, 2.0, 1, False, 2 * cores, "stateful", workers=cores)
 
 
 def apply_overrides(tier: Tier, settings: Settings) -> Tier:
@@ -94,6 +98,8 @@ def apply_overrides(tier: Tier, settings: Settings) -> Tier:
         changes["batch_size"] = settings.decode_batch_size
     if settings.decode_threads is not None:
         changes["threads"] = settings.decode_threads
+    if settings.decode_workers is not None:
+        changes["workers"] = settings.decode_workers
     if settings.compile is not None:
         changes["compile"] = settings.compile
     if settings.max_concurrent is not None:
@@ -108,13 +114,14 @@ def select_tier(settings: Settings) -> tuple[DeviceFacts, Tier]:
     facts = detect_device(settings.device)
     tier = apply_overrides(choose_tier(facts), settings)
     _LOGGER.info(
-        "Decode device: %s (%s); tier %s: %s decode, batch %d, threads %d, compile %s, "
-        "%d syntheses at once",
+        "Decode device: %s (%s); tier %s: %s decode, batch %d, %d worker(s) of %d thread(s), "
+        "compile %s, %d syntheses at once",
         facts.kind,
         facts.name,
         tier.name,
         tier.decode_mode,
         tier.batch_size,
+        tier.workers,
         tier.threads,
         tier.compile,
         tier.max_concurrent,

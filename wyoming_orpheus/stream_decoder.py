@@ -9,6 +9,7 @@ Two strategies give the same audio (a whole-utterance decode, to float rounding)
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
@@ -201,10 +202,15 @@ def _power_of_two_at_most(frames: int) -> int:
 async def warm_up(worker: DecodeWorker) -> None:
     """Decode random frames as streams of every block size do, so no listener pays for it.
 
-    The first use of a shape costs (oneDNN primitives, the transposed convolutions' timing);
-    a stream of each block size covers its first steps and its steady state.
+    The first use of a shape costs (oneDNN primitives, the transposed convolutions' timing,
+    each thread's own heap); a stream of each block size covers its first steps and its steady
+    state, and one such stream per decode worker, side by side, keeps every worker busy.
     """
-    rng = np.random.default_rng(0)
+    await asyncio.gather(*(_warm_stream(worker, seed) for seed in range(worker.tier.workers)))
+
+
+async def _warm_stream(worker: DecodeWorker, seed: int) -> None:
+    rng = np.random.default_rng(seed)
     decoder = open_stream(worker, lambda: 0.0)
     size = 1
     while size <= decoder.max_block_frames:

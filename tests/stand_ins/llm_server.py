@@ -80,6 +80,8 @@ class RequestRecord:
     text: str = ""
     frames: list[tuple[int, ...]] = field(default_factory=list)
     tokens_sent: int = 0
+    sent_log: list[tuple[int, float]] = field(default_factory=list)
+    """(tokens sent so far, when) after each write: when a given token left."""
     started: float = field(default_factory=time.monotonic)
     closed_at: float | None = None
     """When the connection ended (client gone, or the stream finished)."""
@@ -284,6 +286,7 @@ class OrpheusStandIn:
                     await send("".join(batch))
                     sent += len(batch)
                     record.tokens_sent = sent
+                    record.sent_log.append((sent, time.monotonic()))
                 if finish == "length":
                     break
             # NOTE: the stop string itself is not sent (see samples/llama-server-sse-stop.txt).
