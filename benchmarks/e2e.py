@@ -37,9 +37,10 @@ from wyoming.info import Describe
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
 from benchmarks.listener import SAMPLE_RATE, Listen, summarize
-from tests.stand_ins.llm_server import OrpheusStandIn, make_frames
+from tests.stand_ins.llm_server import OrpheusStandIn, RequestRecord, make_frames
 from tests.stand_ins.snac_model import write_snac_model
 from wyoming_orpheus.codec import decode_batch, load_snac
+from wyoming_orpheus.tokens import SLOTS_PER_FRAME
 
 FRAMES_PER_SECOND = SAMPLE_RATE / 2048
 TEXT = (
@@ -135,20 +136,26 @@ def _letters(number: int) -> str:
     return "".join("abcdefghijklmnopqrstuvwxyz"[int(d)] for d in f"{number:03d}")
 
 
+def _record(llm: OrpheusStandIn, tag: str) -> RequestRecord | None:
+    """The stand-in's record of the request whose text carries `tag`."""
+    return next((r for r in llm.requests if tag in r.text), None)
+
+
 def note_upstream(llm: OrpheusStandIn, tag: str, listen: Listen) -> None:
     """Copy from the stand-in's record: when the request arrived there, and when it sent the
-    28th audio token (the 4th frame's last)."""
-    record = next((r for r in llm.requests if tag in r.text), None)
+    last token of the 4th frame."""
+    record = _record(llm, tag)
     if record is None:
         return
     listen.llm_request_at = record.started
-    needed = len(llm.behaviour.leading_tokens) + 4 * 7
+    needed = len(llm.behaviour.leading_tokens) + 4 * SLOTS_PER_FRAME
     listen.fourth_frame_at = next((at for sent, at in record.sent_log if sent >= needed), None)
 
 
 def tokens_sent(llm: OrpheusStandIn, tag: str) -> int:
     """Return the tokens the stand-in has sent for the request whose text carries `tag`."""
-    return next((r.tokens_sent for r in llm.requests if tag in r.text), 0)
+    record = _record(llm, tag)
+    return record.tokens_sent if record else 0
 
 
 async def wyoming_synthesize(llm: OrpheusStandIn, port: int, tag: str) -> Listen:
@@ -308,7 +315,7 @@ async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     "idle_rss_mb": server.memory_mb("VmRSS"),
                 }
             )
-            clients = _clients(llm, server, args, http)
+            clients = clients_for(llm, server, args, http)
             try:
                 for door_mode, client in clients.items():
                     for rate in args.rates:
@@ -363,7 +370,7 @@ async def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _clients(
+def clients_for(
     llm: OrpheusStandIn, server: Server, args: argparse.Namespace, http: bool
 ) -> dict[str, Client]:
     clients: dict[str, Client] = {}

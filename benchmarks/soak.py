@@ -387,8 +387,8 @@ async def soak(
 ) -> Report:
     """Run the soak and return its report (nothing is asserted here; see tests/test_soak.py)."""
     with tempfile.TemporaryDirectory(prefix="soak-audio-") as folder:
-        settings = (seconds, warm_up, clients, seed, decode_workers)
-        return await _soak(snac_dir, *settings, Path(folder))
+        spool = Path(folder)
+        return await _soak(snac_dir, seconds, warm_up, clients, seed, decode_workers, spool)
 
 
 async def _soak(

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.e2e import Server, _clients, scenario
+from benchmarks.e2e import Server, clients_for, scenario
 from tests.stand_ins.llm_server import OrpheusStandIn
 from tests.stand_ins.snac_model import write_snac_model
 
@@ -104,7 +104,7 @@ async def profile(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(1.0)  # py-spy attaches
         cpu_before = server.cpu_seconds()
         audio_seconds = 0.0
-        clients = _clients(llm, server, args, http=True)
+        clients = clients_for(llm, server, args, http=True)
         for run, (kind, client) in enumerate(clients.items()):
             result = await scenario(
                 llm, server, client, args.streams, args.rate, args.seconds, 0.3, run

