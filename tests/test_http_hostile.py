@@ -335,7 +335,9 @@ async def test_a_slow_request_body_gets_408_while_others_are_served(
 async def test_an_http_client_that_stops_reading_loses_its_slot_and_upstream_request(
     make_settings, engine_factory, http_factory, llm: OrpheusStandIn
 ) -> None:
-    llm.behaviour.tokens_per_second = 500  # 6 s of tokens: the stream outlasts write_timeout
+    # ~16 s of tokens: far longer than filling the socket buffers (~5 s of audio, decoded in
+    # ~3 s even by one single-threaded worker) plus write_timeout.
+    llm.behaviour.tokens_per_second = 200
     llm.behaviour.frames_per_char = 4  # far more audio than the socket buffers hold
     engine = await engine_factory(make_settings(max_concurrent=1, write_timeout=1.0))
     url = await http_factory(engine)
@@ -352,14 +354,16 @@ async def test_an_http_client_that_stops_reading_loses_its_slot_and_upstream_req
         + f"Content-Length: {len(body)}\r\n\r\n".encode()
         + body
     )
-    # We never read. The only slot must come free for the next client.
-    async with aiohttp.ClientSession() as session:
-        async with asyncio.timeout(30):
-            async with session.post(url + "/v1/audio/speech", json=SPEECH_BODY) as response:
-                assert response.status == 200 and len(await response.read()) > 0
-    await asyncio.wait_for(llm.wait_closed(llm.requests[0]), 10)
-    assert not llm.requests[0].finished
-    writer.close()
+    try:
+        # We never read. The only slot must come free for the next client.
+        async with aiohttp.ClientSession() as session:
+            async with asyncio.timeout(30):
+                async with session.post(url + "/v1/audio/speech", json=SPEECH_BODY) as response:
+                    assert response.status == 200 and len(await response.read()) > 0
+        await asyncio.wait_for(llm.wait_closed(llm.requests[0]), 10)
+        assert not llm.requests[0].finished
+    finally:
+        writer.close()
 
 
 # --- secrets ---

@@ -242,7 +242,9 @@ async def test_a_huge_data_length_is_refused_before_anything_is_buffered(
 async def test_a_client_that_stops_reading_loses_its_slot_and_upstream_request(
     server_factory, llm: OrpheusStandIn
 ) -> None:
-    llm.behaviour.tokens_per_second = 500  # 6 s of tokens: the stream outlasts write_timeout
+    # ~16 s of tokens: far longer than filling the socket buffers (~5 s of audio, decoded in
+    # ~3 s even by one single-threaded worker) plus write_timeout.
+    llm.behaviour.tokens_per_second = 200
     llm.behaviour.frames_per_char = 4  # lots of audio: far more than the socket buffers hold
     server = await server_factory(max_concurrent=1, write_timeout=1.0, queue_timeout=20)
     _, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -251,13 +253,15 @@ async def test_a_client_that_stops_reading_loses_its_slot_and_upstream_request(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     writer.write(header({"type": "synthesize", "data": {"text": "Never read me. " * 20}}))
     await writer.drain()
-    # We never read. The server must give up on us and serve the next client on the one slot.
-    started = time.monotonic()
-    _, samples, _ = await asyncio.wait_for(timed_synthesis(server.port, "Next."), 30)
-    assert samples > 0 and time.monotonic() - started < 15
-    await asyncio.wait_for(llm.wait_closed(llm.requests[0]), 10)
-    assert not llm.requests[0].finished  # closed by the timeout, not served to the end
-    writer.close()
+    try:
+        # We never read. The server must give up on us and serve the next client on the slot.
+        started = time.monotonic()
+        _, samples, _ = await asyncio.wait_for(timed_synthesis(server.port, "Next."), 30)
+        assert samples > 0 and time.monotonic() - started < 15
+        await asyncio.wait_for(llm.wait_closed(llm.requests[0]), 10)
+        assert not llm.requests[0].finished  # closed by the timeout, not served to the end
+    finally:
+        writer.close()
 
 
 IDLE_CONNECTIONS = 3000
