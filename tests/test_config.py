@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from wyoming_orpheus.cli import load_settings
-from wyoming_orpheus.config import NORMALIZE_CATEGORIES, ConfigError, Settings, UpstreamSettings
+from wyoming_orpheus.config import NORMALIZE_CATEGORIES, ConfigError, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,61 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.voice == "tara"
     assert settings.snac_model == "hubertsiuzdak/snac_24khz"
     assert settings.zeroconf is None
-    assert settings.upstreams == (UpstreamSettings("http://127.0.0.1:8080/v1"),)
+    # No LLM server named anywhere: managed mode, with its defaults.
+    assert settings.upstreams == ()
+    assert settings.llm_gguf == "lex-au/Orpheus-3b-FT-Q8_0.gguf"
+    assert settings.llama_server is None and settings.llm_gpu_layers is None
+    assert settings.llama_server_args == ()
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "yaml"),
+    [
+        (["--llm-url", "http://gpu:8080/v1"], {}, None),
+        ([], {"ORPHEUS_LLM_URLS": "http://gpu:8080/v1"}, None),
+        ([], {"ORPHEUS_API_URL": "http://gpu:8080/v1"}, None),
+        ([], {}, "upstreams: [http://gpu:8080/v1]\n"),
+        ([], {}, "llm_urls: [http://gpu:8080/v1]\n"),
+        ([], {}, "llm_urls: []\nupstreams: [http://gpu:8080/v1]\n"),
+    ],
+)
+def test_naming_a_server_anywhere_leaves_managed_mode(
+    tmp_path: Path, argv: list[str], env: dict[str, str], yaml: str | None
+) -> None:
+    if yaml is not None:
+        argv = [*argv, "--config", write(tmp_path / "c.yaml", yaml)]
+    settings = load(tmp_path, argv, env)
+    assert [u.url for u in settings.upstreams] == ["http://gpu:8080/v1"]
+
+
+def test_managed_mode_settings_from_each_source(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "c.yaml",
+        "llm_gguf: /models/orpheus.gguf\nllm_gpu_layers: 20\nllama_server_args: [--threads, '4']\n",
+    )
+    from_file = load(tmp_path, ["--config", config])
+    assert from_file.llm_gguf == "/models/orpheus.gguf"
+    assert from_file.llm_gpu_layers == 20
+    assert from_file.llama_server_args == ("--threads", "4")
+    env = {
+        "ORPHEUS_LLAMA_SERVER": "/opt/llama/llama-server",
+        "ORPHEUS_LLM_GPU_LAYERS": "all",
+        "ORPHEUS_LLAMA_SERVER_ARGS": "--flash-attn on --alias 'my model'",
+    }
+    from_env = load(tmp_path, [], env)
+    assert from_env.llama_server == "/opt/llama/llama-server"
+    assert from_env.llm_gpu_layers == 999
+    assert from_env.llama_server_args == ("--flash-attn", "on", "--alias", "my model")
+    flags = [
+        "--llm-gguf=owner/repo:Q4_K_M",
+        "--llm-gpu-layers=0",
+        "--llama-server-arg=--threads 8",
+        "--llama-server-arg=--no-mmap",
+    ]
+    from_flags = load(tmp_path, flags, env)
+    assert from_flags.llm_gguf == "owner/repo:Q4_K_M"
+    assert from_flags.llm_gpu_layers == 0
+    assert from_flags.llama_server_args == ("--threads", "8", "--no-mmap")  # flags win
 
 
 def test_each_layer_overrides_the_one_below(tmp_path: Path) -> None:
@@ -197,6 +251,18 @@ def test_the_documented_example_config_loads(tmp_path: Path) -> None:
             "unknown setting 'voice' in upstreams[0]",
         ),
         ([], {}, "- a list\n", "must hold a mapping of settings"),
+        (
+            ["--llm-gpu-layers", "most"],
+            {},
+            None,
+            "llm_gpu_layers='most' (from flag --llm-gpu-layers) must be an integer",
+        ),
+        (
+            [],
+            {"ORPHEUS_LLAMA_SERVER_ARGS": "--alias 'open"},
+            None,
+            "(from environment ORPHEUS_LLAMA_SERVER_ARGS) is not a valid option string",
+        ),
         (["--normalize", "numbers,weather"], {}, None, "names unknown categories (weather)"),
         (["--normalize", "numbers,-urls"], {}, None, "or only ones to remove"),
         (["--output-gain-db", "40"], {}, None, "must be between -30 and 20"),

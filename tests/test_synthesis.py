@@ -67,7 +67,7 @@ async def test_stopping_early_closes_every_upstream_request(
     make_settings, engine_factory, llm: OrpheusStandIn
 ) -> None:
     engine = await engine_factory(make_settings(segment_max_chars=60))
-    llm.behaviour.tokens_per_second = 100
+    llm.behaviour.tokens_per_second = 30  # each segment takes ~5 s
     synthesizer = engine.synthesizer
     pcm = synthesizer.synthesize([SENTENCE * 4], synthesizer.resolve_voice("tara"))
     async with aclosing(pcm) as chunks:

@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .cli import load_settings
-from .codec import CodecLoadError
-from .config import ConfigError, Settings
+from .codec import CodecLoadError, local_snac_dir
+from .config import ConfigError, Settings, UpstreamSettings
 from .discovery import Advertiser
 from .engine import Engine
+from .hardware import DeviceFacts, Tier, select_tier
 from .http_api import HttpServer, HttpState
+from .hub import Downloads, HubError, fetch_gguf
+from .managed_server import ManagedLlamaServer, size_for
 from .wyoming_handler import build_info
 from .wyoming_server import WyomingServer
 
 _LOGGER = logging.getLogger(__name__)
 _PROG = "wyoming-orpheus"
+T = TypeVar("T")
+_CHATTY_LOGGERS = ("httpx2", "httpcore2", "httpx", "httpcore", "filelock", "urllib3")
+FILES_RESERVED = 128
+"""Open files kept for everything but client sockets: models, logs, LLM connections."""
 
 
 async def serve(settings: Settings) -> None:
@@ -30,13 +40,23 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_stop_signal, stop, sig)
-    # The HTTP door opens first so /health answers ("starting", 503) while SNAC loads.
-    http_state = HttpState(settings)
+    # Managed mode's binary and options are checked before anything starts (exit 2).
+    managed = ManagedLlamaServer.locate(settings) if not settings.upstreams else None
+    downloads = Downloads()
+    # The HTTP door opens first so /health answers ("starting", 503) while models load.
+    http_state = HttpState(settings, downloads=downloads, managed=managed)
     http = HttpServer(http_state) if settings.http_enabled else None
     try:
         if http is not None:
             await http.start()
-        engine = await Engine.create(settings)
+        hardware = select_tier(settings)
+        if managed is not None:
+            local_snac_dir(settings.snac_model)  # a wrong path fails before a long download
+            started = await _start_managed(settings, managed, hardware, downloads, stop)
+            if started is None:
+                return  # stopped while downloading
+            settings = started
+        engine = await Engine.create(settings, hardware, downloads, managed)
         http_state.engine = engine
         loop.add_signal_handler(signal.SIGHUP, engine.reload)  # the lexicon, without a restart
         try:
@@ -46,6 +66,63 @@ async def serve(settings: Settings) -> None:
     finally:
         if http is not None:
             await http.stop()  # no-op when already stopped
+        if managed is not None:
+            await managed.stop()  # after the doors drained: their syntheses needed it
+
+
+async def _start_managed(
+    settings: Settings,
+    managed: ManagedLlamaServer,
+    hardware: tuple[DeviceFacts, Tier],
+    downloads: Downloads,
+    stop: asyncio.Event,
+) -> Settings | None:
+    """Fetch the GGUF, start llama-server, and return settings that call it (None: stopped)."""
+    fetch = _in_daemon_thread(fetch_gguf, settings.llm_gguf, downloads)
+    model = await _unless_stopped(fetch, stop)
+    if model is None:
+        return None
+    facts, tier = hardware
+    managed.start(model, size_for(settings, tier.max_concurrent, gpu=facts.kind != "cpu"))
+    return dataclasses.replace(settings, upstreams=(UpstreamSettings(managed.url),))
+
+
+def _in_daemon_thread(function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Run a blocking call in a daemon thread: a stop mid-download need not wait for it."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        try:
+            result = function(*args)
+        except BaseException as err:  # handed to the awaiting task, which raises it
+            loop.call_soon_threadsafe(_settle, future, None, err)
+        else:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+    threading.Thread(target=run, name=function.__name__, daemon=True).start()
+    return future
+
+
+def _settle(future: asyncio.Future[T], result: T | None, err: BaseException | None) -> None:
+    if future.done():
+        return
+    if err is not None:
+        future.set_exception(err)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
+
+
+async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """Await work, or return None as soon as stop is set."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if not task.done():
+        task.cancel()
+        return None
+    return task.result()
 
 
 def _on_stop_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
@@ -68,7 +145,11 @@ async def _serve_wyoming(
     advertiser: Advertiser | None = None
     try:
         await server.start()
-        if settings.zeroconf is not None and settings.uri.startswith("tcp://"):
+        if engine.managed is not None:
+            # NOTE: issue 18: not advertised before the model server answers its health check.
+            await _unless_stopped(engine.managed.ready.wait(), stop)
+        tcp = settings.uri.startswith("tcp://")
+        if settings.zeroconf is not None and tcp and not stop.is_set():
             advertiser = Advertiser(settings.zeroconf, server.host, server.port)
             await advertiser.start()
         await stop.wait()
@@ -93,28 +174,67 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if settings.debug else logging.INFO, format=settings.log_format
     )
-    _raise_open_file_limit()
+    # The hub client's libraries log every socket step at DEBUG: llama-server's lines and ours
+    # would drown in them.
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    settings = fit_connections(settings, _raise_open_file_limit())
     try:
         asyncio.run(serve(settings))
     except ConfigError as err:
         print(f"{_PROG}: error: {err}", file=sys.stderr)
         return 2
-    except (CodecLoadError, RuntimeError, OSError) as err:
+    except (CodecLoadError, HubError, RuntimeError, OSError) as err:
         _LOGGER.error("Cannot start: %s", err)
         return 1
     return 0
 
 
-def _raise_open_file_limit() -> None:
+def _raise_open_file_limit() -> int | None:
     """Allow as many sockets as the hard limit: wyoming_max_connections (1000) exceeds the
     common soft limit of 1024 files once the process's own files are counted."""
     try:
         import resource  # POSIX only
 
-        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = max(soft, 1 << 20)
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        _LOGGER.info("Open files: up to %d (soft limit was %d)", hard, soft)
+        return int(hard)
     except (ImportError, ValueError, OSError) as err:
         _LOGGER.debug("Open file limit unchanged: %s", err)
+        return None
+
+
+def fit_connections(settings: Settings, open_files: int | None) -> Settings:
+    """Lower the connection limits to what the open-file limit can hold, and say so.
+
+    NOTE: issue 19: at the descriptor limit accept() fails and nobody new is served, while
+    under wyoming_max_connections the idle-longest connection makes room; so the limits
+    must be reached first.
+    """
+    wanted = settings.wyoming_max_connections + (
+        settings.http_max_connections if settings.http_enabled else 0
+    )
+    if open_files is None or wanted + FILES_RESERVED <= open_files:
+        return settings
+    share = max(open_files - FILES_RESERVED, 2) / wanted
+    fitted = dataclasses.replace(
+        settings,
+        wyoming_max_connections=max(1, int(settings.wyoming_max_connections * share)),
+        http_max_connections=max(1, int(settings.http_max_connections * share)),
+    )
+    _LOGGER.warning(
+        "The open-file limit (%d) holds %d Wyoming and %d HTTP connections, fewer than "
+        "configured (%d, %d); raise it (ulimit -n) for more",
+        open_files,
+        fitted.wyoming_max_connections,
+        fitted.http_max_connections,
+        settings.wyoming_max_connections,
+        settings.http_max_connections,
+    )
+    return fitted
 
 
 def run() -> None:

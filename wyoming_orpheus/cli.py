@@ -37,6 +37,23 @@ _VALUE_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--llm-model", "llm_model", "model name sent to the LLM server (default: orpheus)"),
     ("--llm-api-key", "llm_api_key", "API key sent as 'Authorization: Bearer KEY'"),
     (
+        "--llm-gguf",
+        "llm_gguf",
+        "managed mode: a .gguf path or hub id (owner/repo, owner/repo:Q4_K_M, "
+        "owner/repo/file.gguf; default: lex-au/Orpheus-3b-FT-Q8_0.gguf)",
+    ),
+    (
+        "--llama-server",
+        "llama_server",
+        "managed mode: the llama-server binary (default: PATH, then wyoming-orpheus[llama])",
+    ),
+    (
+        "--llm-gpu-layers",
+        "llm_gpu_layers",
+        "managed mode: model layers on the GPU, a number or all (default: all on CUDA and "
+        "Metal, 0 on CPU)",
+    ),
+    (
         "--llm-prompt-format",
         "llm_prompt_format",
         f"prompt layout: {', '.join(PROMPT_FORMATS)} (default: training)",
@@ -91,7 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
         dest="llm_urls",
         action="append",
         metavar="URL",
-        help="Orpheus LLM server, e.g. http://host:8080/v1 (repeat for several)",
+        help="Orpheus LLM server, e.g. http://host:8080/v1 (repeat for several); none: "
+        "wyoming-orpheus runs its own llama-server (managed mode)",
+    )
+    parser.add_argument(
+        "--llama-server-arg",
+        dest="llama_server_args",
+        action="append",
+        metavar="OPTION",
+        help="managed mode: pass an option to llama-server, in the = form "
+        "(--llama-server-arg=--flash-attn); repeat for several",
     )
     parser.add_argument(
         "--no-http", dest="http_enabled", action="store_const", const=False, help="no HTTP API"
@@ -121,6 +147,7 @@ def flag_layer(args: argparse.Namespace) -> RawLayer:
     flags.update(
         zeroconf="--zeroconf",
         llm_urls="--llm-url",
+        llama_server_args="--llama-server-arg",
         http_enabled="--no-http",
         streaming="--no-streaming",
         compile="--compile",
@@ -128,6 +155,8 @@ def flag_layer(args: argparse.Namespace) -> RawLayer:
     )
     for dest, flag in flags.items():
         value: Any = getattr(args, dest, None)
+        if dest == "llama_server_args" and value is not None:
+            value = " ".join(value)  # each flag's value is shell syntax: "--threads 8"
         if value is not None:
             layer.values[dest] = (value, f"flag {flag}")
     return layer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,10 @@ NORMALIZE_CATEGORIES = (
     "punctuation",
 )
 URL_MODES = ("speak", "drop")
+# The GGUF that managed mode runs when none is named (Orpheus 3B fine-tune, Q8_0).
+LLM_GGUF_DEFAULT = "lex-au/Orpheus-3b-FT-Q8_0.gguf"
+ALL_GPU_LAYERS = 999
+"""What llama-server reads as 'every layer on the GPU' (the model has far fewer)."""
 
 # OpenAI's voice names -> Orpheus voices, matched by character (gender, register).
 OPENAI_VOICES_DEFAULT = {
@@ -98,8 +103,17 @@ class Settings:
     """Seconds an HTTP client may take to send its request body; slower ones get 408."""
     openai_voices: dict[str, str] = field(default_factory=lambda: dict(OPENAI_VOICES_DEFAULT))
     """OpenAI voice names (alloy, echo, ...) -> the Orpheus voice that speaks for each."""
-    upstreams: tuple[UpstreamSettings, ...] = (UpstreamSettings("http://127.0.0.1:8080/v1"),)
-    """The Orpheus LLM servers."""
+    upstreams: tuple[UpstreamSettings, ...] = ()
+    """The Orpheus LLM servers; none named means managed mode (a llama-server of our own)."""
+    llm_gguf: str = LLM_GGUF_DEFAULT
+    """Managed mode: a local .gguf, or a hub id (`owner/repo`, `owner/repo:Q4_K_M`,
+    `owner/repo/file.gguf`)."""
+    llama_server: str | None = None
+    """Managed mode: the llama-server binary; None finds it on PATH, then in `[llama]`."""
+    llm_gpu_layers: int | None = None
+    """Managed mode: layers llama-server puts on the GPU; None: all on CUDA/Metal, 0 on CPU."""
+    llama_server_args: tuple[str, ...] = ()
+    """Managed mode: more llama-server options, checked against its --help at start."""
     connect_timeout: float = 5.0
     """Seconds to open a connection to an LLM server."""
     first_token_timeout: float = 30.0
@@ -163,9 +177,18 @@ class Settings:
     warm_up: bool = True
     """Decode every block size once before serving: the first request is as fast as later ones."""
     wyoming_max_connections: int = 1000
-    """Wyoming connections at once; more are answered with a busy error and closed."""
+    """Wyoming connections at once; a new one closes the one idle longest, and only when every
+    open connection has a synthesis in flight is it answered with a busy error."""
+    wyoming_first_event_timeout: float = 10.0
+    """Seconds a new Wyoming connection has to send its first complete event before it closes."""
     wyoming_idle_timeout: float = 300.0
     """Seconds a Wyoming connection may send nothing (while no synthesis runs) before it closes."""
+    http_max_connections: int = 1000
+    """HTTP connections at once; a new one closes the one idle longest, and only when every
+    open connection has a request in flight is it answered with 503 busy."""
+    http_header_timeout: float = 10.0
+    """Seconds an HTTP client has for its request line and headers, and an idle keep-alive
+    connection stays open."""
     write_timeout: float = 30.0
     """Seconds a client may read nothing before its synthesis ends and its slot is freed."""
     shutdown_grace: float = 10.0
@@ -279,8 +302,8 @@ def _uri(value: Any) -> str:
 
 def _url_list(value: Any) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not items:
-        raise ValueError("must be one URL or a list of URLs")
+    if not isinstance(items, (list, tuple)):
+        raise ValueError("must be one URL or a list of URLs (none: managed mode)")
     return tuple(_http_url(item) for item in items if str(item).strip())
 
 
@@ -317,6 +340,24 @@ def _categories(value: Any) -> frozenset[str]:
     return frozenset(items)
 
 
+def _gpu_layers(value: Any) -> int | None:
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return ALL_GPU_LAYERS
+    return _int_in(0, ALL_GPU_LAYERS, optional=True)(value)
+
+
+def _arg_list(value: Any) -> tuple[str, ...]:
+    """Options as a list (YAML, repeated flags) or one shell-quoted string (environment)."""
+    if isinstance(value, str):
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as err:
+            raise ValueError(f"is not a valid option string: {err}") from None
+    if not isinstance(value, (list, tuple)):
+        raise ValueError("must be a list of options")
+    return tuple(_str(item) for item in value)
+
+
 def _name_list(value: Any) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, (list, tuple)):
@@ -348,6 +389,10 @@ _FIELDS: dict[str, _Field] = {
     "llm_api_key": _Field(_optional_str),
     "llm_prompt_format": _Field(_choice(*PROMPT_FORMATS)),
     "upstreams": _Field(lambda v: v),  # validated in _upstreams_from_yaml
+    "llm_gguf": _Field(_str),
+    "llama_server": _Field(_optional_str),
+    "llm_gpu_layers": _Field(_gpu_layers),
+    "llama_server_args": _Field(_arg_list),
     "connect_timeout": _Field(_float_in(0.1, 600)),
     "first_token_timeout": _Field(_float_in(0.1, 3600)),
     "stall_timeout": _Field(_float_in(0.1, 3600)),
@@ -380,12 +425,18 @@ _FIELDS: dict[str, _Field] = {
     "decode_mode": _Field(_choice("auto", "windowed", "stateful")),
     "warm_up": _Field(_bool),
     "wyoming_max_connections": _Field(_int_in(1, 100_000)),
+    "wyoming_first_event_timeout": _Field(_float_in(0.1, 3600)),
     "wyoming_idle_timeout": _Field(_float_in(1, 86400)),
+    "http_max_connections": _Field(_int_in(1, 100_000)),
+    "http_header_timeout": _Field(_float_in(0.1, 3600)),
     "write_timeout": _Field(_float_in(0.1, 3600)),
     "shutdown_grace": _Field(_float_in(0, 3600)),
     "debug": _Field(_bool),
     "log_format": _Field(_str),
 }
+
+# Settings of managed mode whose names share the llm_ prefix of the upstream shorthands.
+_MANAGED_KEYS = ("llm_gguf", "llm_gpu_layers")
 
 _UPSTREAM_KEYS = {
     "url": _http_url,
@@ -501,12 +552,11 @@ def build_settings(layers: list[RawLayer]) -> Settings:
         except ValueError as err:
             raise ConfigError(f"{key}={value!r} (from {source}) {err}") from None
 
-    kwargs = {k: v for k, v in parsed.items() if not k.startswith("llm_")}
+    kwargs = {k: v for k, v in parsed.items() if not k.startswith("llm_") or k in _MANAGED_KEYS}
     upstreams = _resolve_upstreams(merged, parsed)
     for index, upstream in enumerate(upstreams):
         _check_credentials(upstream, index)
-    if upstreams:
-        kwargs["upstreams"] = upstreams
+    kwargs["upstreams"] = upstreams
     return Settings(**kwargs)
 
 
@@ -532,11 +582,13 @@ def _resolve_upstreams(
         "api_key": parsed.get("llm_api_key", defaults.api_key),
         "prompt_format": parsed.get("llm_prompt_format", defaults.prompt_format),
     }
-    urls_rank = merged["llm_urls"][2] if "llm_urls" in merged else -1
+    # An empty llm_urls (the documented config file's default) names no server at all.
+    urls_rank = merged["llm_urls"][2] if parsed.get("llm_urls") else -1
     if "upstreams" in merged and merged["upstreams"][2] > urls_rank:
         value, source, _ = merged["upstreams"]
         return _upstreams_from_yaml(value, source, common)
-    urls = parsed.get("llm_urls") or (Settings().upstreams[0].url,)
+    # NOTE: no server named from any source means managed mode (issue 18): an empty tuple.
+    urls = parsed.get("llm_urls") or ()
     return tuple(UpstreamSettings(url=url, **common) for url in urls)
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from .codec import DecodeWorker, load_snac
 from .config import ConfigError, Settings
 from .hardware import DeviceFacts, Tier, select_tier
+from .hub import Downloads
+from .managed_server import ManagedLlamaServer
 from .memory import release_free_memory
 from .metrics import Metrics
 from .stream_decoder import warm_up
@@ -64,26 +66,34 @@ class Engine:
     worker: DecodeWorker
     synthesizer: Synthesizer
     metrics: Metrics
+    managed: ManagedLlamaServer | None = None
+    """Managed mode's own llama-server (started and stopped by the entry point)."""
 
     @classmethod
-    async def create(cls, settings: Settings) -> Engine:
+    async def create(
+        cls,
+        settings: Settings,
+        hardware: tuple[DeviceFacts, Tier] | None = None,
+        downloads: Downloads | None = None,
+        managed: ManagedLlamaServer | None = None,
+    ) -> Engine:
         """Check voices, pick the hardware tier, load SNAC (off the event loop) and start."""
         catalog = check_voices(settings)
         text = text_pipeline(settings)  # a bad lexicon fails before SNAC loads
-        facts, tier = select_tier(settings)
+        facts, tier = hardware or select_tier(settings)
         _LOGGER.info("Loading SNAC from %s", settings.snac_model)
-        model = await asyncio.to_thread(load_snac, settings.snac_model, tier.device)
+        model = await asyncio.to_thread(load_snac, settings.snac_model, tier.device, downloads)
         metrics = Metrics()
         worker = DecodeWorker(model, tier, metrics.decode_step.observe)
         worker.start()
-        pool = UpstreamPool(settings)
+        pool = UpstreamPool(settings, down_reason=managed.down_reason if managed else None)
         await pool.start()
         synthesizer = Synthesizer(
             settings, catalog, pool, worker, tier.max_concurrent, metrics, text
         )
         if settings.warm_up:
             await _warm(worker)
-        return cls(settings, facts, tier, pool, worker, synthesizer, metrics)
+        return cls(settings, facts, tier, pool, worker, synthesizer, metrics, managed)
 
     def reload(self) -> None:
         """Re-read what can change without a restart (SIGHUP): the lexicon."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -17,6 +17,7 @@ from .llm import (
     NoAudioError,
     Sampling,
     UpstreamError,
+    UpstreamUnreachable,
     endpoint_url,
     shown_url,
     stream_completion,
@@ -47,9 +48,16 @@ class Upstream:
 class UpstreamPool:
     """Sends each request to the least busy healthy server that speaks its voice."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+        down_reason: Callable[[], Awaitable[str | None]] | None = None,
+    ) -> None:
         self._settings = settings
         self._clock = clock
+        # Managed mode: says whether a failure is our own llama-server being down.
+        self._down_reason = down_reason
         self.upstreams = [
             Upstream(u, frozenset(v.name for v in voices_for_binding(u.voices, u.custom_voices)))
             for u in settings.upstreams
@@ -113,12 +121,24 @@ class UpstreamPool:
                     )
                 upstream.last_error = None
                 return
-            except UpstreamError as err:
+            except UpstreamError as failure:
+                err = await self._explained(failure)
                 upstream.failed_until = self._clock() + self._settings.upstream_cooldown
                 upstream.last_error = str(err)
                 if audio_seen or len(tried) > 1:
-                    raise
+                    if err is failure:
+                        raise
+                    raise err from failure
                 _LOGGER.warning("%s; retrying once", err)
+
+    async def _explained(self, err: UpstreamError) -> UpstreamError:
+        """Turn a failure of a managed llama-server that went down into upstream-unreachable."""
+        if self._down_reason is None:
+            return err
+        reason = await self._down_reason()
+        if reason is None:
+            return err
+        return UpstreamUnreachable(f"{reason} ({err})")
 
     async def _stream_one(
         self, upstream: Upstream, voice: str, text: str, sampling: Sampling

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any
 
@@ -120,12 +121,32 @@ class OrpheusEventHandler(AsyncEventHandler):
         # A whole text in UTF-8 (4 bytes a character at most) plus room for the other fields.
         self._max_data = 4 * settings.max_text_chars + 16 * 1024
         self._idle_timeout = settings.wyoming_idle_timeout
+        self._first_event_timeout = settings.wyoming_first_event_timeout
         self._write_timeout = settings.write_timeout
+        self._last_active = time.monotonic()
+        self._events = 0
 
     @property
     def busy(self) -> bool:
         """Tell whether this connection has synthesis work in flight."""
         return self._task is not None and not self._task.done()
+
+    def idle_for(self) -> float:
+        """Return the seconds since this connection last sent an event or had work in flight."""
+        if self.busy:
+            self._last_active = time.monotonic()
+        return time.monotonic() - self._last_active
+
+    def close(self) -> None:
+        """Drop the connection at once (to admit a newcomer); its read loop then ends."""
+        self.writer.transport.abort()
+
+    def _read_deadline(self) -> float | None:
+        """How long the next event may take: no limit while audio is being made, a short
+        one for the first event (Home Assistant sends describe or synthesize at once)."""
+        if self.busy:
+            return None
+        return self._first_event_timeout if self._events == 0 else self._idle_timeout
 
     async def run(self) -> None:
         """Read events until the client leaves, sends a malformed frame or stays idle too long."""
@@ -134,16 +155,18 @@ class OrpheusEventHandler(AsyncEventHandler):
             while self._is_running:
                 try:
                     # An idle connection is closed; one waiting for its audio is not idle.
-                    async with asyncio.timeout(None if self.busy else self._idle_timeout):
+                    async with asyncio.timeout(self._read_deadline()):
                         event = await read_event(self.reader, self._max_data)
                 except ProtocolError as err:
                     await self._refuse(f"malformed Wyoming event: {err}")
                     break  # the framing is lost: nothing after this can be read reliably
                 except TimeoutError:
-                    _LOGGER.debug("Closing a connection idle for %g s", self._idle_timeout)
+                    _LOGGER.debug("Closing a connection that sent no event in time")
                     break
                 if event is None:
                     break
+                self._events += 1
+                self._last_active = time.monotonic()
                 try:
                     await self.handle_event(event)
                 except (KeyError, TypeError, ValueError, AttributeError) as err:

@@ -57,7 +57,7 @@ class WyomingServer:
         _LOGGER.info("Wyoming server listening on %s", self._uri.geturl())
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._connections) >= self._max_connections:
+        if len(self._connections) >= self._max_connections and not self._evict_idle():
             await _turn_away(writer, self._max_connections)
             return
         bound_send_buffer(writer.transport)
@@ -71,6 +71,21 @@ class WyomingServer:
             _LOGGER.debug("Client connection lost")
         finally:
             self._connections.pop(task, None)
+
+    def _evict_idle(self) -> bool:
+        """Close the connection idle longest to make room; False if every one has work.
+
+        NOTE: issue 19: refusing newcomers at the limit let silent sockets (a port scanner, a
+        broken device) lock Home Assistant out until they timed out; the limit must protect
+        the clients that want speech, not the idle ones.
+        """
+        idle = [(h.idle_for(), task) for task, h in self._connections.items() if not h.busy]
+        if not idle:
+            return False
+        seconds, task = max(idle, key=lambda item: item[0])
+        _LOGGER.debug("Closing the connection idle longest (%.1f s) to admit a new one", seconds)
+        self._connections.pop(task).close()
+        return True
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting, let in-flight syntheses finish within grace, then close all."""
@@ -94,8 +109,12 @@ class WyomingServer:
 
 async def _turn_away(writer: asyncio.StreamWriter, limit: int) -> None:
     """Answer a connection over the limit with a busy error and close it."""
-    _LOGGER.warning("Refusing a connection: %d are open (wyoming_max_connections)", limit)
-    text = f"server busy: {limit} connections are open; try again shortly"
+    _LOGGER.warning(
+        "Refusing a connection: all %d open connections have syntheses in flight "
+        "(wyoming_max_connections)",
+        limit,
+    )
+    text = f"server busy: {limit} connections are open, each with a synthesis; try again shortly"
     try:
         async with asyncio.timeout(1.0):
             await async_write_event(Error(text=text, code="busy").event(), writer)

@@ -41,14 +41,19 @@ class Exchange:
 
     def frames(self) -> list[tuple[int, ...]]:
         """Return the complete 7-code frames in the generated text, by token number."""
-        numbers = [int(n) for n in re.findall(r"<custom_token_(\d+)>", self.generated_text())]
-        codes = [(n - 10) % 4096 for n in numbers if n >= 10]
-        return [tuple(codes[i : i + 7]) for i in range(0, len(codes) - len(codes) % 7, 7)]
+        return frames_of(self.generated_text())
 
     def finish_reason(self) -> str | None:
         """Return the finish_reason of the last event."""
         events = self.sse_events()
         return events[-1]["choices"][0]["finish_reason"] if events else None
+
+
+def frames_of(text: str) -> list[tuple[int, ...]]:
+    """Return the complete 7-code frames in generated token text, by token number."""
+    numbers = [int(n) for n in re.findall(r"<custom_token_(\d+)>", text)]
+    codes = [(n - 10) % 4096 for n in numbers if n >= 10]
+    return [tuple(codes[i : i + 7]) for i in range(0, len(codes) - len(codes) % 7, 7)]
 
 
 def _dechunk(body: bytes) -> bytes:

