@@ -26,22 +26,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from wyoming_orpheus.codec import (
+from wyoming_orpheus.decode.hardware import choose_tier, detect_device
+from wyoming_orpheus.decode.snac import (
     SAMPLE_RATE,
     SAMPLES_PER_FRAME,
-    DecodeWorker,
     decode_batch,
     frames_to_codes,
     load_snac,
 )
-from wyoming_orpheus.hardware import choose_tier, detect_device
-from wyoming_orpheus.stream_decoder import (
+from wyoming_orpheus.decode.streams import (
     Playback,
     StatefulStreamDecoder,
     StreamDecoder,
     WindowedStreamDecoder,
     drain,
 )
+from wyoming_orpheus.decode.worker import DecodeWorker
 
 TOKENS_PER_FRAME = 7
 REALTIME_TOKENS_PER_SECOND = 82.03

@@ -32,15 +32,10 @@ import torch
 
 from benchmarks.decode import feed_frames
 from tests.stand_ins.snac_model import write_snac_model
-from wyoming_orpheus.codec import (
-    SAMPLE_RATE,
-    SAMPLES_PER_FRAME,
-    DecodeWorker,
-    decode_batch,
-    load_snac,
-)
-from wyoming_orpheus.hardware import Tier, choose_tier, detect_device
-from wyoming_orpheus.stream_decoder import Playback, open_stream
+from wyoming_orpheus.decode.hardware import Tier, choose_tier, detect_device
+from wyoming_orpheus.decode.snac import SAMPLE_RATE, SAMPLES_PER_FRAME, decode_batch, load_snac
+from wyoming_orpheus.decode.streams import Playback, open_stream
+from wyoming_orpheus.decode.worker import DecodeWorker
 
 TOKENS_PER_FRAME = 7
 FRAME_SECONDS = SAMPLES_PER_FRAME / SAMPLE_RATE

@@ -43,14 +43,14 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 
 from tests.stand_ins.llm_server import Behaviour, OrpheusStandIn, RequestRecord
 from tests.stand_ins.snac_model import write_snac_model
-from wyoming_orpheus.audio import to_int16
-from wyoming_orpheus.codec import decode_batch, load_snac
+from wyoming_orpheus.audio.pcm import to_int16
 from wyoming_orpheus.config import Settings, UpstreamSettings
+from wyoming_orpheus.decode.memory import release_free_memory
+from wyoming_orpheus.decode.snac import decode_batch, load_snac
 from wyoming_orpheus.engine import Engine
 from wyoming_orpheus.http_api import HttpServer, HttpState
-from wyoming_orpheus.memory import release_free_memory
-from wyoming_orpheus.wyoming_handler import build_info
-from wyoming_orpheus.wyoming_server import WyomingServer
+from wyoming_orpheus.wyoming_server.handler import build_info
+from wyoming_orpheus.wyoming_server.listener import WyomingServer
 
 KINDS = ("wyoming", "wyoming-stream", "http")
 FAULTS = ("http500", "drop", "stall")

@@ -37,18 +37,14 @@ from tests.stand_ins.snac_model import write_snac_model
 # (part, path fragments of the frames that belong to it); the first part whose fragment
 # appears in a frame's file wins, innermost frame first.
 PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (
-        "decode",
-        ("snac_stream.py", "codec.py", "stream_decoder.py", "/torch/", "/snac/", "memory.py"),
-    ),
-    ("encoding (PyAV, WAV)", ("encoders.py", "/av/")),
-    ("LLM stream (HTTP client, SSE/NDJSON parsing)", ("llm.py", "upstreams.py", "tokens.py")),
-    ("Wyoming events", ("wyoming_handler.py", "wyoming_protocol.py", "wyoming_server.py",
-                        "/wyoming/")),
+    ("decode", ("wyoming_orpheus/decode/", "/torch/", "/snac/")),
+    ("encoding (PyAV, WAV)", ("audio/encoders.py", "/av/")),
+    ("LLM stream (HTTP client, SSE/NDJSON parsing)", ("wyoming_orpheus/upstream/",)),
+    ("Wyoming events", ("wyoming_orpheus/wyoming_server/", "/wyoming/")),
     ("HTTP (aiohttp: the HTTP door and the LLM client)",
      ("/http_api/", "/aiohttp/", "/multidict/", "/yarl/")),
     ("text (normalize, segments)", ("/text/",)),
-    ("synthesis, level, tempo", ("synthesis.py", "audio.py", "level.py", "engine.py")),
+    ("synthesis, level, tempo", ("synthesis.py", "audio/pcm.py", "audio/level.py", "engine.py")),
     ("metrics", ("metrics.py", "/prometheus_client/")),
     ("event loop, sockets", ("/asyncio/", "selectors.py", "socket.py", "sockets.py")),
 )  # fmt: skip

@@ -14,8 +14,8 @@ from tests.stand_ins.snac_model import write_snac_model
 from wyoming_orpheus.config import Settings, UpstreamSettings
 from wyoming_orpheus.engine import Engine
 from wyoming_orpheus.http_api import HttpServer, HttpState
-from wyoming_orpheus.wyoming_handler import build_info
-from wyoming_orpheus.wyoming_server import WyomingServer
+from wyoming_orpheus.wyoming_server.handler import build_info
+from wyoming_orpheus.wyoming_server.listener import WyomingServer
 
 
 @pytest.fixture(scope="session")

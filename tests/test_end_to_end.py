@@ -21,7 +21,7 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 from tests.stand_ins.llm_server import OrpheusStandIn
 from tests.test_zeroconf import browse
 from tests.wyoming_client import assert_well_formed, read_reply
-from wyoming_orpheus.discovery import SERVICE_TYPE
+from wyoming_orpheus.wyoming_server.discovery import SERVICE_TYPE
 
 
 def free_port() -> int:

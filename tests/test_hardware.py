@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from wyoming_orpheus.config import Settings
-from wyoming_orpheus.hardware import DeviceFacts, apply_overrides, choose_tier, detect_device
+from wyoming_orpheus.decode.hardware import DeviceFacts, apply_overrides, choose_tier, detect_device
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,8 @@ from tests.wyoming_client import read_reply
 from wyoming_orpheus.config import Settings, UpstreamSettings
 from wyoming_orpheus.engine import Engine
 from wyoming_orpheus.http_api import HttpServer, HttpState, create_app
-from wyoming_orpheus.wyoming_handler import build_info
-from wyoming_orpheus.wyoming_server import WyomingServer
+from wyoming_orpheus.wyoming_server.handler import build_info
+from wyoming_orpheus.wyoming_server.listener import WyomingServer
 
 SPEECH = "/v1/audio/speech"
 KEY = "s3cret-key"

@@ -20,9 +20,9 @@ import torch
 from tests.stand_ins.llama_server import LlamaServer
 from tests.stand_ins.tcp_recorder import Exchange, TcpRecorder
 from tests.stand_ins.tiny_orpheus_gguf import write_tiny_orpheus
-from wyoming_orpheus.audio import to_int16
-from wyoming_orpheus.codec import decode_batch, load_snac
+from wyoming_orpheus.audio.pcm import to_int16
 from wyoming_orpheus.config import UpstreamSettings
+from wyoming_orpheus.decode.snac import decode_batch, load_snac
 from wyoming_orpheus.engine import Engine
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.stand_ins.llm_server import OrpheusStandIn
 from wyoming_orpheus.config import Settings, UpstreamSettings
-from wyoming_orpheus.llm import (
+from wyoming_orpheus.upstream.completion import (
     NoAudioError,
     UpstreamAuthError,
     UpstreamError,
@@ -20,8 +20,8 @@ from wyoming_orpheus.llm import (
     UpstreamUnreachable,
     max_tokens_for,
 )
-from wyoming_orpheus.tokens import FrameParser
-from wyoming_orpheus.upstreams import UpstreamPool
+from wyoming_orpheus.upstream.pool import UpstreamPool
+from wyoming_orpheus.upstream.tokens import FrameParser
 
 TEXT = "Hello there, this is a test of the speech server."
 

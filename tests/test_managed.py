@@ -39,10 +39,10 @@ from tests.stand_ins.hub import HubStandIn
 from tests.stand_ins.tcp_recorder import frames_of
 from tests.stand_ins.tiny_orpheus_gguf import write_tiny_orpheus
 from tests.wyoming_client import assert_well_formed, read_reply
-from wyoming_orpheus.audio import to_int16
-from wyoming_orpheus.codec import SNAC_FILES, decode_batch, load_snac
+from wyoming_orpheus.audio.pcm import to_int16
 from wyoming_orpheus.config import Settings, UpstreamSettings
-from wyoming_orpheus.llm import Sampling, request_body
+from wyoming_orpheus.decode.snac import SNAC_FILES, decode_batch, load_snac
+from wyoming_orpheus.upstream.completion import Sampling, request_body
 
 REPO_ID = "test-org/orpheus-tiny-GGUF"
 GGUF_NAME = "orpheus-tiny-q8_0.gguf"

@@ -20,8 +20,8 @@ from benchmarks.listener import Listen
 from tests.stand_ins.llm_server import OrpheusStandIn
 from tests.wyoming_client import Reply, read_reply
 from wyoming_orpheus.config import Settings
-from wyoming_orpheus.wyoming_handler import build_info
-from wyoming_orpheus.wyoming_server import WyomingServer
+from wyoming_orpheus.wyoming_server.handler import build_info
+from wyoming_orpheus.wyoming_server.listener import WyomingServer
 
 QUEUE_TIMEOUT = 1.0
 ACCEPTED = "The living room is at twenty one degrees, and the washer finished a while ago."

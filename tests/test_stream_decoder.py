@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from wyoming_orpheus.codec import DecodeWorker, decode_batch, load_snac
-from wyoming_orpheus.hardware import Tier
-from wyoming_orpheus.stream_decoder import (
+from wyoming_orpheus.decode.hardware import Tier
+from wyoming_orpheus.decode.snac import decode_batch, load_snac
+from wyoming_orpheus.decode.streams import (
     Playback,
     StatefulStreamDecoder,
     StreamDecoder,
@@ -22,6 +22,7 @@ from wyoming_orpheus.stream_decoder import (
     drain,
     warm_up,
 )
+from wyoming_orpheus.decode.worker import DecodeWorker
 
 CPU_TIER = Tier(
     "cpu", "cpu", batch_size=8, collect_ms=20, threads=2, compile=False, max_concurrent=4

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from tests.stand_ins.llm_server import OrpheusStandIn
-from wyoming_orpheus.audio import LeadTrimmer, TempoChanger
+from wyoming_orpheus.audio.pcm import LeadTrimmer, TempoChanger
 from wyoming_orpheus.engine import Engine
-from wyoming_orpheus.llm import UpstreamError
+from wyoming_orpheus.upstream.completion import UpstreamError
 
 SENTENCE = "This sentence is about forty characters. "
 

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.stand_ins.llm_server import frame_tokens
-from wyoming_orpheus.tokens import FrameParser
+from wyoming_orpheus.upstream.tokens import FrameParser
 
 
 def tokens_for(frames: list[tuple[int, ...]]) -> list[str]:

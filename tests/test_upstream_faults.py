@@ -24,8 +24,8 @@ from tests.stand_ins.llm_server import Behaviour, OrpheusStandIn
 from tests.stand_ins.tiny_orpheus_gguf import write_tiny_orpheus
 from tests.wyoming_client import Reply, assert_well_formed, read_reply
 from wyoming_orpheus.config import Settings, UpstreamSettings
-from wyoming_orpheus.wyoming_handler import build_info
-from wyoming_orpheus.wyoming_server import WyomingServer
+from wyoming_orpheus.wyoming_server.handler import build_info
+from wyoming_orpheus.wyoming_server.listener import WyomingServer
 
 TEXT = "The kitchen lights are on."  # 26 characters: 7 frames at frames_per_char 0.25
 

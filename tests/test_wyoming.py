@@ -23,12 +23,12 @@ from wyoming.tts import (
 
 from tests.stand_ins.llm_server import OrpheusStandIn
 from tests.wyoming_client import assert_well_formed, read_reply
-from wyoming_orpheus.audio import to_int16
-from wyoming_orpheus.codec import decode_batch, load_snac
+from wyoming_orpheus.audio.pcm import to_int16
 from wyoming_orpheus.config import UpstreamSettings
+from wyoming_orpheus.decode.snac import decode_batch, load_snac
 from wyoming_orpheus.voices import CUSTOM_MODEL, Voice
-from wyoming_orpheus.wyoming_handler import build_info
-from wyoming_orpheus.wyoming_server import WyomingServer
+from wyoming_orpheus.wyoming_server.handler import build_info
+from wyoming_orpheus.wyoming_server.listener import WyomingServer
 
 
 @asynccontextmanager

@@ -14,8 +14,8 @@ from wyoming.client import AsyncTcpClient
 from wyoming.tts import Synthesize
 
 from tests.stand_ins.llm_server import OrpheusStandIn
-from wyoming_orpheus.wyoming_protocol import MAX_HEADER_BYTES
-from wyoming_orpheus.wyoming_server import WyomingServer
+from wyoming_orpheus.wyoming_server.listener import WyomingServer
+from wyoming_orpheus.wyoming_server.protocol import MAX_HEADER_BYTES
 
 CORPUS_SIZE = 10_000
 MAX_TEXT = 200

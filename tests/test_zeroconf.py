@@ -7,7 +7,7 @@ import asyncio
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from wyoming_orpheus.discovery import SERVICE_TYPE, Advertiser, default_instance_name
+from wyoming_orpheus.wyoming_server.discovery import SERVICE_TYPE, Advertiser, default_instance_name
 
 
 async def browse(name: str, timeout: float = 10.0) -> AsyncServiceInfo | None:

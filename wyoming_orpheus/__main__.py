@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .cli import load_settings
-from .codec import CodecLoadError, local_snac_dir
 from .config import ConfigError, Settings, UpstreamSettings
-from .discovery import Advertiser
+from .decode.hardware import DeviceFacts, Tier, select_tier
+from .decode.snac import CodecLoadError, local_snac_dir
 from .engine import Engine
-from .hardware import DeviceFacts, Tier, select_tier
 from .http_api import HttpServer, HttpState
 from .hub import Downloads, HubError, fetch_gguf
-from .managed_server import ManagedLlamaServer, size_for
-from .wyoming_handler import build_info
-from .wyoming_server import WyomingServer
+from .upstream.managed import ManagedLlamaServer, size_for
+from .wyoming_server.discovery import Advertiser
+from .wyoming_server.handler import build_info
+from .wyoming_server.listener import WyomingServer
 
 _LOGGER = logging.getLogger(__name__)
 _PROG = "wyoming-orpheus"

@@ -7,17 +7,18 @@ import logging
 import time
 from dataclasses import dataclass
 
-from .codec import DecodeWorker, load_snac
 from .config import ConfigError, Settings
-from .hardware import DeviceFacts, Tier, select_tier
+from .decode.hardware import DeviceFacts, Tier, select_tier
+from .decode.memory import release_free_memory
+from .decode.snac import load_snac
+from .decode.streams import warm_up
+from .decode.worker import DecodeWorker
 from .hub import Downloads
-from .managed_server import ManagedLlamaServer
-from .memory import release_free_memory
 from .metrics import Metrics
-from .stream_decoder import warm_up
 from .synthesis import Synthesizer
 from .text import LexiconError, NormalizeOptions, TextPipeline
-from .upstreams import UpstreamPool
+from .upstream.managed import ManagedLlamaServer
+from .upstream.pool import UpstreamPool
 from .voices import VoiceCatalog, builtin_name, unknown_binding_entries, voices_for_binding
 
 _LOGGER = logging.getLogger(__name__)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .codec import CodecLoadError
-from .llm import UpstreamError
+from .decode.snac import CodecLoadError
 from .synthesis import BusyError, VoiceError
 from .text import TextError
+from .upstream.completion import UpstreamError
 
 # Codes a client can act on; anything else is an internal error (and gets logged in full).
 _CODES: tuple[tuple[type[Exception], str], ...] = (

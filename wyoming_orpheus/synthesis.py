@@ -11,16 +11,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import LeadTrimmer, TempoChanger, silence, to_int16
-from .codec import SAMPLE_RATE, DecodeWorker
+from .audio.level import LevelControl
+from .audio.pcm import LeadTrimmer, TempoChanger, silence, to_int16
 from .config import Settings
-from .level import LevelControl
-from .llm import DEFAULT_SAMPLING, Sampling, UpstreamError
+from .decode.snac import SAMPLE_RATE
+from .decode.streams import Playback, open_stream
+from .decode.worker import DecodeWorker
 from .metrics import Metrics
-from .stream_decoder import Playback, open_stream
 from .text import Part, Pause, TextError, TextPipeline, clean_text, split_segments, ssml_to_parts
-from .tokens import FrameParser
-from .upstreams import UpstreamPool
+from .upstream.completion import DEFAULT_SAMPLING, Sampling, UpstreamError
+from .upstream.pool import UpstreamPool
+from .upstream.tokens import FrameParser
 from .voices import Voice, VoiceCatalog
 
 _LOGGER = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from swagger_ui_bundle import swagger_ui_path
 from ..config import Settings
 from ..engine import Engine
 from ..hub import Downloads
-from ..managed_server import ManagedLlamaServer
+from ..upstream.managed import ManagedLlamaServer
 from . import catalog, pages, speech, status
 from .connections import ConnectionGuard
 from .errors import ApiError, error_middleware

@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from ..codec import SAMPLE_RATE, SAMPLES_PER_FRAME
+from ..audio.encoders import FORMATS, AudioFormat, open_encoder
 from ..config import Settings
-from ..encoders import FORMATS, AudioFormat, open_encoder
+from ..decode.snac import SAMPLE_RATE, SAMPLES_PER_FRAME
 from ..engine import Engine
 from ..errors import error_code, log_safe
-from ..llm import Sampling
 from ..sockets import bound_send_buffer, write_within
+from ..upstream.completion import Sampling
 from ..voices import Voice
 from .errors import ApiError
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import aiohttp
 
-from .config import ALL_GPU_LAYERS, ConfigError, Settings
-from .llm import max_tokens_for
+from ..config import ALL_GPU_LAYERS, ConfigError, Settings
+from .completion import max_tokens_for
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from urllib.parse import urlparse, urlsplit, urlunsplit
 import aiohttp
 from aiohttp.http_exceptions import LineTooLong
 
-from .config import Settings, UpstreamSettings
+from ..config import Settings, UpstreamSettings
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import av
 import av.filter
 import numpy as np
 
-from .codec import SAMPLE_RATE
+from ..decode.snac import SAMPLE_RATE
 
 SAMPLE_WIDTH = 2
 CHANNELS = 1

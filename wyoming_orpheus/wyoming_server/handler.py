@@ -25,15 +25,15 @@ from wyoming.tts import (
     SynthesizeVoice,
 )
 
-from . import __version__
-from .audio import CHANNELS, SAMPLE_WIDTH
-from .codec import SAMPLE_RATE
-from .errors import error_code, error_text, log_safe
-from .sockets import write_within
-from .synthesis import Synthesizer
-from .text import Part, TextError
-from .voices import VoiceCatalog
-from .wyoming_protocol import ProtocolError, read_event
+from .. import __version__
+from ..audio.pcm import CHANNELS, SAMPLE_WIDTH
+from ..decode.snac import SAMPLE_RATE
+from ..errors import error_code, error_text, log_safe
+from ..sockets import write_within
+from ..synthesis import Synthesizer
+from ..text import Part, TextError
+from ..voices import VoiceCatalog
+from .protocol import ProtocolError, read_event
 
 _LOGGER = logging.getLogger(__name__)
 

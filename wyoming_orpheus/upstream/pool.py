@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .config import Settings, UpstreamSettings
-from .llm import (
+from ..config import Settings, UpstreamSettings
+from ..voices import voices_for_binding
+from .completion import (
     DEFAULT_SAMPLING,
     MAX_LINE_BYTES,
     NoAudioError,
@@ -23,7 +24,6 @@ from .llm import (
     stream_completion,
 )
 from .tokens import has_audio_token
-from .voices import voices_for_binding
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .codec import frames_to_codes
+from .snac import frames_to_codes
 
 
 class _Node:

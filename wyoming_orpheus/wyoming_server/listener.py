@@ -11,10 +11,10 @@ from wyoming.error import Error
 from wyoming.event import async_write_event
 from wyoming.info import Info
 
-from .sockets import bound_send_buffer
-from .synthesis import Synthesizer
-from .wyoming_handler import OrpheusEventHandler
-from .wyoming_protocol import MAX_HEADER_BYTES
+from ..sockets import bound_send_buffer
+from ..synthesis import Synthesizer
+from .handler import OrpheusEventHandler
+from .protocol import MAX_HEADER_BYTES
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .config import Settings
+from ..config import Settings
 
 _LOGGER = logging.getLogger(__name__)
 

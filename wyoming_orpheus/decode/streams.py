@@ -3,7 +3,7 @@
 Two strategies give the same audio (a whole-utterance decode, to float rounding):
 - windowed: decode the new frames with enough context that they are final; windows of all
   streams are batched by the decode worker (best on GPUs, where launches cost most);
-- stateful: every decoder layer keeps what it still needs (snac_stream.py), so each frame is
+- stateful: every decoder layer keeps what it still needs (decode/stateful.py), so each frame is
   decoded once (best on CPUs, where compute costs most).
 """
 
@@ -18,9 +18,10 @@ from typing import cast
 
 import numpy as np
 
-from .codec import SAMPLE_RATE, SAMPLES_PER_FRAME, DecodeWorker
-from .snac_stream import SnacStream
-from .tokens import Frame
+from ..upstream.tokens import Frame
+from .snac import SAMPLE_RATE, SAMPLES_PER_FRAME
+from .stateful import SnacStream
+from .worker import DecodeWorker
 
 # NOTE: measured receptive field of the SNAC 24 kHz decoder (REFERENCE.md section 2): a
 # sample depends on codes up to 5120 samples before it and 4608 samples after it. Three

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from .audio import CHANNELS, SAMPLE_WIDTH
-from .codec import SAMPLE_RATE
+from ..decode.snac import SAMPLE_RATE
+from .pcm import CHANNELS, SAMPLE_WIDTH
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,84 @@
+"""The map stays true: docs/architecture.md names every module, and imports run one way."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "wyoming_orpheus"
+
+# Floors from the top (entry) down; a module may import its own floor and those below.
+FLOORS: tuple[tuple[str, ...], ...] = (
+    ("__main__", "cli", "healthcheck"),
+    ("wyoming_server", "http_api"),
+    ("engine",),
+    ("synthesis", "errors", "sockets"),
+    ("decode", "audio", "upstream", "text"),
+    ("hub", "config", "voices", "metrics", ""),
+)
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py")
+
+
+def floor(module: str) -> int:
+    """The floor of a dotted module inside the package ("" is the package itself)."""
+    first = module.split(".")[0]
+    for index, names in enumerate(FLOORS):
+        if first in names:
+            return index
+    raise AssertionError(f"module {module} is on no floor: add it to FLOORS and the doc")
+
+
+def imports(path: Path) -> list[str]:
+    """The package-internal modules a file imports, as dotted names inside the package."""
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    package = parts if path.name == "__init__.py" else parts[:-1]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1]
+            found.append(".".join([*base, *([node.module] if node.module else [])]))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE.name):
+            found.append(node.module.removeprefix(PACKAGE.name).lstrip("."))  # type: ignore[union-attr]
+    return found
+
+
+def test_the_architecture_page_names_every_module_and_only_real_ones() -> None:
+    page = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = page[page.index("## Modules") : page.index("### Settings")]
+    named = set(re.findall(r"^\| `([\w/]+\.py)` \|", table, re.M))
+    present = {str(p.relative_to(PACKAGE)) for p in modules()}
+    assert named - present == set(), "named in docs/architecture.md but missing"
+    assert present - named == set(), "modules docs/architecture.md does not name"
+
+
+def test_every_package_says_what_it_owns() -> None:
+    for init in PACKAGE.rglob("__init__.py"):
+        tree = ast.parse(init.read_text(encoding="utf-8"))
+        assert ast.get_docstring(tree), f"{init} has no docstring"
+
+
+def test_imports_run_one_way_from_the_entry_down() -> None:
+    upward = []
+    for path in PACKAGE.rglob("*.py"):
+        here = ".".join(path.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
+        for target in imports(path):
+            if target == "" and path.name != "__init__.py":
+                continue  # `from .. import __version__`: the package's own metadata
+            if floor(target) < floor(here):
+                upward.append(f"{here} -> {target}")
+    assert upward == []
+
+
+def test_no_module_outgrows_its_concern() -> None:
+    # ~400 lines; text/units.py is mostly its unit tables.
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in modules()
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400
+    }
+    assert set(long) <= {"text/units.py"}, long
