@@ -42,9 +42,8 @@ SAMPLES_PER_CHUNK = 1024  # the chunk size of the ecosystem's servers (wyoming-p
 _ORPHEUS = Attribution(
     name="Canopy Labs (Orpheus TTS)", url="https://github.com/canopyai/Orpheus-TTS"
 )
-_PROGRAM = Attribution(
-    name="wyoming-orpheus", url="https://github.com/wyoming-orpheus/wyoming-orpheus"
-)
+# NOTE: the project has no public home yet; an empty url rather than one that points nowhere.
+_PROGRAM = Attribution(name="wyoming-orpheus", url="")
 
 
 def build_info(catalog: VoiceCatalog, streaming: bool) -> Info:
