@@ -38,6 +38,7 @@ from tests.managed_process import (
 from tests.stand_ins.hub import HubStandIn
 from tests.stand_ins.tcp_recorder import frames_of
 from tests.stand_ins.tiny_orpheus_gguf import write_tiny_orpheus
+from tests.test_zeroconf import browse
 from tests.wyoming_client import assert_well_formed, read_reply
 from wyoming_orpheus.audio.pcm import to_int16
 from wyoming_orpheus.config import Settings, UpstreamSettings
@@ -163,9 +164,8 @@ def assert_is_decode_of(audio: np.ndarray, frames: list[tuple[int, ...]], snac: 
 async def test_a_local_gguf_speaks_over_both_doors_without_any_llm_url(
     tmp_path: Path, servers: list[ManagedProcess], tiny_gguf: Path, snac_dir: Path, snac: Any
 ) -> None:
-    server = await start_managed(
-        tmp_path, ["--llm-gguf", str(tiny_gguf), "--snac-model", str(snac_dir), *SEED]
-    )
+    args = ["--llm-gguf", str(tiny_gguf), "--snac-model", str(snac_dir), *SEED]
+    server = await start_managed(tmp_path, [*args, "--zeroconf", "orpheus-managed"])
     servers.append(server)
     body = await server.wait_ready()
     assert body["status"] == "ok" and body["llm_server"]["state"] == "running"
@@ -177,6 +177,8 @@ async def test_a_local_gguf_speaks_over_both_doors_without_any_llm_url(
     slots = (os.cpu_count() or 1) * 2 * 2
     assert f"llama-server: {slots} slots of " in server.log()
 
+    service = await browse("orpheus-managed")  # advertised once llama-server answered
+    assert service is not None and service.port == server.port
     text = "Hello there."
     wyoming_audio = await speak_wyoming(server.port, text)
     http_audio = await speak_http(server, text)
@@ -363,7 +365,7 @@ async def test_a_binary_that_exits_at_once_is_retried_with_backoff_while_the_doo
     tmp_path: Path, servers: list[ManagedProcess], tiny_gguf: Path, snac_dir: Path
 ) -> None:
     args = ["--llm-gguf", str(tiny_gguf), "--snac-model", str(snac_dir)]
-    args += ["--llama-server", str(failing_binary(tmp_path))]
+    args += ["--llama-server", str(failing_binary(tmp_path)), "--zeroconf", "orpheus-crashloop"]
     server = await start_managed(tmp_path, args)
     servers.append(server)
     body = await server.wait_health(lambda _, b: b.get("llm_server", {}).get("restarts", 0) >= 3)
@@ -371,6 +373,8 @@ async def test_a_binary_that_exits_at_once_is_retried_with_backoff_while_the_doo
     llm = body["llm_server"]
     assert llm["state"] in ("restarting", "starting", "exited") and llm["last_exit"] == 3
     assert "ggml_backend_cuda_init: out of memory" in llm["last_lines"]
+    with pytest.raises(TimeoutError):  # never advertised: Home Assistant would find no voice
+        await browse("orpheus-crashloop", timeout=3.0)
     # Backoff: 1, 2 then 4 s between the first starts, not a busy loop.
     restarts_then = llm["restarts"]
     await asyncio.sleep(2.0)
