@@ -88,6 +88,12 @@ async def test_beyond_the_limit_requests_queue_then_get_busy_and_the_stream_keep
     await wyoming.start()
     url = await http_factory(engine)
     try:
+        # NOTE: one request first: the warm-up does not cover the end of a stream (its last
+        # block and the flush of the layer caches, ~0.8 s cold and ~0.35 s warm on a 2-core
+        # AVX2 machine), and a cold tail made this test underrun at the end of the stream,
+        # where the overload is long over; what is tested here is the overload.
+        await listen_wyoming(wyoming.port, "Warm up the end of a stream.")
+        llm.requests.clear()
         accepted = asyncio.create_task(listen_wyoming(wyoming.port, ACCEPTED))
         while not llm.requests:  # the slot is taken
             await asyncio.sleep(0.01)
