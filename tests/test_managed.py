@@ -176,6 +176,8 @@ async def test_a_local_gguf_speaks_over_both_doors_without_any_llm_url(
     # Sized from the settings: 2 syntheses per core on CPU, each with one segment ahead.
     slots = (os.cpu_count() or 1) * 2 * 2
     assert f"llama-server: {slots} slots of " in server.log()
+    # The test build is CPU-only, and says so: no layers offloaded.
+    assert "(GPUs: none)" in server.log() and "0 GPU layers" in server.log()
 
     service = await browse("orpheus-managed")  # advertised once llama-server answered
     assert service is not None and service.port == server.port

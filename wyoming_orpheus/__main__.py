@@ -83,7 +83,9 @@ async def _start_managed(
     if model is None:
         return None
     facts, tier = hardware
-    managed.start(model, size_for(settings, tier.max_concurrent, gpu=facts.kind != "cpu"))
+    # The build's own device list when it has one; else what PyTorch sees.
+    gpu = bool(managed.gpus) if managed.gpus is not None else facts.kind != "cpu"
+    managed.start(model, size_for(settings, tier.max_concurrent, gpu=gpu))
     return dataclasses.replace(settings, upstreams=(UpstreamSettings(managed.url),))
 
 

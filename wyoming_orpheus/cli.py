@@ -50,8 +50,8 @@ _VALUE_FLAGS: tuple[tuple[str, str, str], ...] = (
     (
         "--llm-gpu-layers",
         "llm_gpu_layers",
-        "managed mode: model layers on the GPU, a number or all (default: all on CUDA and "
-        "Metal, 0 on CPU)",
+        "managed mode: model layers on the GPU, a number or all (default: all when the "
+        "llama-server build lists a GPU, else 0)",
     ),
     (
         "--llm-prompt-format",

@@ -97,6 +97,25 @@ def binary_options(binary: Path) -> frozenset[str]:
     return options
 
 
+def gpu_devices(binary: Path) -> list[str] | None:
+    """The GPUs this llama-server build can use (`--list-devices`); None if it cannot say.
+
+    NOTE: the build decides, not PyTorch: a CUDA llama-server next to a CPU-only torch (or
+    `--device cpu` for SNAC) still offloads, and a CPU build on a GPU machine cannot.
+    """
+    try:
+        listed = subprocess.run(
+            [str(binary), "--list-devices"], capture_output=True, text=True, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = listed.stdout.splitlines()
+    if listed.returncode != 0 or "Available devices:" not in lines:
+        return None
+    devices = [line.strip() for line in lines[lines.index("Available devices:") + 1 :]]
+    return [d for d in devices if d and d != "(none)"]
+
+
 def check_args(args: Sequence[str], options: frozenset[str], binary: Path) -> None:
     """Refuse options the binary does not know, and those managed mode sets itself."""
     for arg in args:
@@ -200,6 +219,8 @@ class ManagedLlamaServer:
         self.binary = binary
         self._extra = tuple(extra_args)
         self.port = free_port()
+        self.gpus: list[str] | None = None
+        """What the binary's `--list-devices` named; None when it cannot tell."""
         self.state = "downloading"
         self.restarts = 0
         self.last_exit: int | None = None
@@ -217,8 +238,14 @@ class ManagedLlamaServer:
         """Find the binary and check the pass-through options (a ConfigError: exit 2)."""
         binary = find_binary(settings.llama_server)
         check_args(settings.llama_server_args, binary_options(binary), binary)
-        _LOGGER.info("Managed mode: no LLM server configured, running %s", binary)
-        return cls(binary, settings.llama_server_args)
+        server = cls(binary, settings.llama_server_args)
+        server.gpus = gpu_devices(binary)
+        _LOGGER.info(
+            "Managed mode: no LLM server configured, running %s (GPUs: %s)",
+            binary,
+            "unknown" if server.gpus is None else ", ".join(server.gpus) or "none",
+        )
+        return server
 
     @property
     def url(self) -> str:
