@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -90,29 +91,22 @@ async def _start_managed(
 
 
 def _in_daemon_thread(function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-    """Run a blocking call in a daemon thread: a stop mid-download need not wait for it."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
+    """Run a blocking call in a daemon thread: a stop mid-download need not wait for it.
+
+    NOTE: asyncio.to_thread's executor threads are joined at exit, so a stop during a
+    multi-GB download would wait for the download.
+    """
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def run() -> None:
+        done.set_running_or_notify_cancel()  # running: a stop's cancel leaves it to finish
         try:
-            result = function(*args)
+            done.set_result(function(*args))
         except BaseException as err:  # handed to the awaiting task, which raises it
-            loop.call_soon_threadsafe(_settle, future, None, err)
-        else:
-            loop.call_soon_threadsafe(_settle, future, result, None)
+            done.set_exception(err)
 
     threading.Thread(target=run, name=function.__name__, daemon=True).start()
-    return future
-
-
-def _settle(future: asyncio.Future[T], result: T | None, err: BaseException | None) -> None:
-    if future.done():
-        return
-    if err is not None:
-        future.set_exception(err)
-    else:
-        future.set_result(result)  # type: ignore[arg-type]
+    return asyncio.wrap_future(done)
 
 
 async def _unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> T | None:

@@ -132,9 +132,10 @@ class OrpheusEventHandler(AsyncEventHandler):
 
     def idle_for(self) -> float:
         """Return the seconds since this connection last sent an event or had work in flight."""
-        if self.busy:
-            self._last_active = time.monotonic()
-        return time.monotonic() - self._last_active
+        return 0.0 if self.busy else time.monotonic() - self._last_active
+
+    def _touch(self, _: object = None) -> None:
+        self._last_active = time.monotonic()
 
     def close(self) -> None:
         """Drop the connection at once (to admit a newcomer); its read loop then ends."""
@@ -165,7 +166,7 @@ class OrpheusEventHandler(AsyncEventHandler):
                 if event is None:
                     break
                 self._events += 1
-                self._last_active = time.monotonic()
+                self._touch()
                 try:
                     await self.handle_event(event)
                 except (KeyError, TypeError, ValueError, AttributeError) as err:
@@ -223,6 +224,7 @@ class OrpheusEventHandler(AsyncEventHandler):
         # A task cancelled before its first step never runs _after, which would close work:
         # close it here (a no-op for work that ran), or it is reported as never awaited.
         self._task.add_done_callback(lambda _: work.close())
+        self._task.add_done_callback(self._touch)  # idle counts from the end of its work
 
     # --- one-shot synthesis ---
 
