@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from tests.stand_ins.llm_server import OrpheusStandIn
 from tests.stand_ins.snac_model import write_snac_model
 from wyoming_orpheus.config import Settings, UpstreamSettings
+from wyoming_orpheus.decode.snac import load_snac
 from wyoming_orpheus.engine import Engine
 from wyoming_orpheus.http_api import HttpServer, HttpState
 from wyoming_orpheus.wyoming_server.handler import build_info
@@ -20,8 +22,20 @@ from wyoming_orpheus.wyoming_server.listener import WyomingServer
 
 @pytest.fixture(scope="session")
 def snac_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SNAC 24 kHz with random weights and noise off (so decodes are comparable)."""
-    return write_snac_model(tmp_path_factory.mktemp("snac"), seed=0, noise=False)
+    """The narrow SNAC stand-in (real rates and reach), random weights, noise off."""
+    return write_snac_model(tmp_path_factory.mktemp("snac"), seed=0, noise=False, narrow=True)
+
+
+@pytest.fixture(scope="session")
+def full_snac_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SNAC 24 kHz at its published width, for the tests about its real cost (timing)."""
+    return write_snac_model(tmp_path_factory.mktemp("snac-full"), seed=0, noise=False)
+
+
+@pytest.fixture(scope="session")
+def snac_model(snac_dir: Path) -> torch.nn.Module:
+    """The stand-in loaded once through the product's loading path (for expected audio)."""
+    return load_snac(str(snac_dir), "cpu")
 
 
 @pytest.fixture

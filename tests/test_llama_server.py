@@ -22,13 +22,13 @@ from tests.stand_ins.tcp_recorder import Exchange, TcpRecorder
 from tests.stand_ins.tiny_orpheus_gguf import write_tiny_orpheus
 from wyoming_orpheus.audio.pcm import to_int16
 from wyoming_orpheus.config import UpstreamSettings
-from wyoming_orpheus.decode.snac import decode_batch, load_snac
+from wyoming_orpheus.decode.snac import decode_batch
 from wyoming_orpheus.engine import Engine
 
 
-@pytest.fixture(scope="module")
-def snac(snac_dir: Path) -> torch.nn.Module:
-    return load_snac(str(snac_dir), "cpu")
+@pytest.fixture
+def snac(snac_model: torch.nn.Module) -> torch.nn.Module:
+    return snac_model  # loaded once per session (conftest)
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ from tests.test_zeroconf import browse
 from tests.wyoming_client import assert_well_formed, read_reply
 from wyoming_orpheus.audio.pcm import to_int16
 from wyoming_orpheus.config import Settings, UpstreamSettings
-from wyoming_orpheus.decode.snac import SNAC_FILES, decode_batch, load_snac
+from wyoming_orpheus.decode.snac import SNAC_FILES, decode_batch
 from wyoming_orpheus.upstream.completion import Sampling, request_body
 
 REPO_ID = "test-org/orpheus-tiny-GGUF"
@@ -67,9 +67,9 @@ def endless_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_orpheus(tmp_path_factory.mktemp("gguf") / "endless.gguf", end_every=None)
 
 
-@pytest.fixture(scope="module")
-def snac(snac_dir: Path) -> torch.nn.Module:
-    return load_snac(str(snac_dir), "cpu")
+@pytest.fixture
+def snac(snac_model: torch.nn.Module) -> torch.nn.Module:
+    return snac_model  # loaded once per session (conftest)
 
 
 @pytest.fixture

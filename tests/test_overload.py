@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
+import pytest
 from wyoming.audio import AudioChunk
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
@@ -75,12 +77,23 @@ async def http_refusal(url: str) -> tuple[int, str, str, float]:
         )
 
 
+@pytest.mark.timing
 async def test_beyond_the_limit_requests_queue_then_get_busy_and_the_stream_keeps_real_time(
-    llm: OrpheusStandIn, make_settings: Callable[..., Settings], engine_factory, http_factory
+    llm: OrpheusStandIn,
+    make_settings: Callable[..., Settings],
+    engine_factory,
+    http_factory,
+    full_snac_dir: Path,
 ) -> None:
     llm.behaviour.tokens_per_second = 150  # a consumer GPU with headroom: 1.8x real time
     engine = await engine_factory(
-        make_settings(max_concurrent=1, queue_timeout=QUEUE_TIMEOUT, warm_up=True)
+        # Real time is the point here: SNAC at its real width, so the decode costs what it does.
+        make_settings(
+            max_concurrent=1,
+            queue_timeout=QUEUE_TIMEOUT,
+            warm_up=True,
+            snac_model=str(full_snac_dir),
+        )
     )
     wyoming = WyomingServer(
         engine.settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer

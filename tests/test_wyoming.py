@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from wyoming.client import AsyncTcpClient, AsyncUnixClient
 from wyoming.event import Event
 from wyoming.info import Describe, Info
@@ -25,7 +26,7 @@ from tests.stand_ins.llm_server import OrpheusStandIn
 from tests.wyoming_client import assert_well_formed, read_reply
 from wyoming_orpheus.audio.pcm import to_int16
 from wyoming_orpheus.config import UpstreamSettings
-from wyoming_orpheus.decode.snac import decode_batch, load_snac
+from wyoming_orpheus.decode.snac import decode_batch
 from wyoming_orpheus.voices import CUSTOM_MODEL, Voice
 from wyoming_orpheus.wyoming_server.handler import build_info
 from wyoming_orpheus.wyoming_server.listener import WyomingServer
@@ -41,8 +42,7 @@ async def connect(server: WyomingServer) -> AsyncIterator[AsyncTcpClient]:
         await client.disconnect()
 
 
-def expected_pcm(snac_dir: Path, frames: list[tuple[int, ...]]) -> np.ndarray:
-    model = load_snac(str(snac_dir), "cpu")
+def expected_pcm(model: torch.nn.Module, frames: list[tuple[int, ...]]) -> np.ndarray:
     return to_int16(decode_batch(model, np.array([frames]), "cpu")[0])
 
 
@@ -59,7 +59,7 @@ async def test_describe_lists_every_voice(wyoming_server: WyomingServer) -> None
 
 
 async def test_synthesize_sends_exact_audio_in_1024_sample_chunks(
-    wyoming_server: WyomingServer, llm: OrpheusStandIn, snac_dir: Path
+    wyoming_server: WyomingServer, llm: OrpheusStandIn, snac_model: torch.nn.Module
 ) -> None:
     async with connect(wyoming_server) as client:
         await client.write_event(Synthesize(text="Hello world, how are you?").event())
@@ -68,7 +68,7 @@ async def test_synthesize_sends_exact_audio_in_1024_sample_chunks(
     (record,) = llm.requests
     assert record.voice == "tara" and record.text == "Hello world, how are you?"
     received = np.frombuffer(reply.audio, dtype="<i2")
-    expected = expected_pcm(snac_dir, record.frames)
+    expected = expected_pcm(snac_model, record.frames)
     assert len(received) == len(expected) == 2048 * len(record.frames)
     assert np.abs(received.astype(int) - expected.astype(int)).max() <= 1
 
