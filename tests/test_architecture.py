@@ -14,9 +14,9 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("__main__", "cli", "healthcheck"),
     ("wyoming_server", "http_api"),
     ("engine",),
-    ("synthesis", "errors", "sockets"),
+    ("synthesis", "outcomes", "sockets"),
     ("decode", "audio", "upstream", "text"),
-    ("hub", "config", "voices", "metrics", ""),
+    ("hub", "config", "voices", "metrics", "errors", ""),
 )
 
 

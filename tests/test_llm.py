@@ -188,6 +188,49 @@ async def test_no_first_token_times_out(llm: OrpheusStandIn, make_settings, pool
     assert len(llm.requests) == 2  # retried once
 
 
+async def test_first_token_timeout_counts_from_the_request_not_from_the_headers(
+    llm: OrpheusStandIn, make_settings, pool_factory
+) -> None:
+    # NOTE: issue 25: the headers' wait and the first line's wait each had the whole limit,
+    # so a server that took 0.7 s for each passed a 1 s first_token_timeout.
+    llm.behaviour.headers_delay = llm.behaviour.first_token_delay = 0.7
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(UpstreamTimeout, match="no first token within 1 s"):
+        await collect(pool_factory(make_settings(first_token_timeout=1.0)))
+    took = asyncio.get_running_loop().time() - started
+    assert len(llm.requests) == 2 and took < 2 * 1.3  # two tries, each cut at 1 s
+
+
+async def test_a_stall_is_named_a_stall_when_both_timeouts_are_equal(
+    llm: OrpheusStandIn, make_settings, pool_factory
+) -> None:
+    llm.behaviour.fault, llm.behaviour.fault_after = "stall", 7
+    settings = make_settings(first_token_timeout=0.5, stall_timeout=0.5)
+    with pytest.raises(UpstreamTimeout, match="no next token within 0.5 s"):
+        await collect(pool_factory(settings))
+
+
+@pytest.mark.parametrize("tokens", range(1, 7))
+async def test_a_failure_before_the_first_whole_frame_is_retried(
+    llm: OrpheusStandIn, make_settings, pool_factory, tokens: int
+) -> None:
+    # NOTE: issue 25: audio counted as started at the first token in the pool but at the
+    # first frame in the synthesis, so 1-6 tokens then a broken connection failed the request.
+    llm.behaviour.fault, llm.behaviour.fault_after, llm.behaviour.fault_times = "drop", tokens, 1
+    frames = await collect(pool_factory(make_settings()))
+    assert len(llm.requests) == 2 and llm.requests[0].tokens_sent == tokens
+    assert frames == [tuple(f) for f in llm.requests[1].frames]  # all of the retry, nothing else
+
+
+async def test_a_failure_after_the_first_whole_frame_is_not_retried(
+    llm: OrpheusStandIn, make_settings, pool_factory
+) -> None:
+    llm.behaviour.fault, llm.behaviour.fault_after, llm.behaviour.fault_times = "drop", 7, 1
+    with pytest.raises(UpstreamError, match="broke"):
+        await collect(pool_factory(make_settings()))
+    assert len(llm.requests) == 1  # audio started: salvaged by the synthesis, not retried
+
+
 async def test_endless_stream_is_cut_after_max_tokens(
     llm: OrpheusStandIn, make_settings, pool_factory
 ) -> None:

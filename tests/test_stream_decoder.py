@@ -23,6 +23,7 @@ from wyoming_orpheus.decode.streams import (
     warm_up,
 )
 from wyoming_orpheus.decode.worker import DecodeWorker
+from wyoming_orpheus.errors import Unavailable
 
 CPU_TIER = Tier(
     "cpu", "cpu", batch_size=8, collect_ms=20, threads=2, compile=False, max_concurrent=4
@@ -36,9 +37,9 @@ def make_decoder(mode: str, worker: DecodeWorker, lead=lambda: 0.0) -> StreamDec
     return StatefulStreamDecoder(worker, lead)
 
 
-@pytest.fixture(scope="module")
-def model(snac_dir: Path) -> torch.nn.Module:
-    return load_snac(str(snac_dir), "cpu")
+@pytest.fixture
+def model(snac_model: torch.nn.Module) -> torch.nn.Module:
+    return snac_model  # loaded once per session (conftest)
 
 
 @pytest.fixture
@@ -206,3 +207,29 @@ async def test_streams_stay_exact_after_the_warm_up(model: torch.nn.Module, mode
         worker.stop()
     whole = decode_batch(model, np.array([frames]), "cpu")[0]
     np.testing.assert_allclose(streamed, whole, rtol=0, atol=2e-5)
+
+
+async def test_every_job_is_answered_while_the_worker_stops(model: torch.nn.Module) -> None:
+    # NOTE: issue 25: a job queued behind the stop signals was never answered; its stream
+    # (and the request behind it) waited forever. A stop now answers every job.
+    worker = DecodeWorker(model, dataclasses.replace(CPU_TIER, workers=1))
+    worker.start()
+    release = threading.Event()
+
+    def busy() -> np.ndarray:
+        release.wait(5)
+        return np.zeros(1, dtype=np.float32)
+
+    running = asyncio.ensure_future(worker.run(busy))  # holds the only worker thread
+    queued = asyncio.ensure_future(worker.decode(np.zeros((2, 7), dtype=np.int64)))
+    await asyncio.sleep(0)  # both are on the queue
+    stopping = asyncio.ensure_future(asyncio.to_thread(worker.stop))
+    while worker._accepting:  # the stop has begun
+        await asyncio.sleep(0.001)
+    late = asyncio.ensure_future(worker.decode(np.zeros((2, 7), dtype=np.int64)))
+    release.set()
+    async with asyncio.timeout(10):
+        await stopping
+        results = await asyncio.gather(running, queued, late, return_exceptions=True)
+    assert isinstance(results[0], np.ndarray) and isinstance(results[1], np.ndarray)
+    assert isinstance(results[2], Unavailable) and "shutting down" in str(results[2])

@@ -17,6 +17,7 @@ from .config import Settings
 from .decode.snac import SAMPLE_RATE
 from .decode.streams import Playback, open_stream
 from .decode.worker import DecodeWorker
+from .errors import OrpheusError
 from .metrics import Metrics
 from .text import Part, Pause, TextError, TextPipeline, clean_text, split_segments, ssml_to_parts
 from .upstream.completion import DEFAULT_SAMPLING, Sampling, UpstreamError
@@ -27,16 +28,20 @@ from .voices import Voice, VoiceCatalog
 _LOGGER = logging.getLogger(__name__)
 
 
-class BusyError(Exception):
+class BusyError(OrpheusError):
     """Every synthesis slot stayed taken for the queue timeout."""
 
     code = "busy"
+    retryable = True
+    http_status = 429
 
 
-class VoiceError(ValueError):
+class VoiceError(OrpheusError, ValueError):
     """The voice is not on offer."""
 
     code = "unknown-voice"
+    http_status = 400
+    param = "voice"
 
 
 @dataclass
@@ -190,8 +195,9 @@ class Synthesizer:
                 item = feeds.get_nowait()
                 if isinstance(item, _TokenFeed):
                     item.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feeder
+            # asyncio.wait re-raises our own cancellation, never the feeder's: a suppress()
+            # around `await feeder` would swallow a cancellation of this task (issue 25).
+            await asyncio.wait([feeder])
 
     async def _feed(
         self,

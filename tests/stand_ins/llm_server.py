@@ -9,11 +9,12 @@ tokens, or fail in each of the ways real deployments fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,10 @@ class Behaviour:
     """When set, requests without `Authorization: Bearer <key>` get HTTP 401."""
     models: tuple[str, ...] = ("orpheus",)
     """Models Ollama knows (others get its 404)."""
+    headers_delay: float = 0.0
+    """Seconds before the response headers (a server busy with a long prompt)."""
+    first_token_delay: float = 0.0
+    """Seconds between the headers and the first token."""
 
 
 @dataclass
@@ -168,11 +173,18 @@ class OrpheusStandIn:
         record, error = await self._accept(request)
         if error is not None:
             return error
+        with _closing(record):
+            return await self._completions_stream(request, record)
+
+    async def _completions_stream(
+        self, request: web.Request, record: RequestRecord
+    ) -> web.StreamResponse:
         body = record.body
         if not body.get("stream"):
             return _json_error(400, "this stand-in only streams")
         max_tokens = int(body.get("max_tokens") or 10**9)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await asyncio.sleep(self.behaviour.headers_delay)
         await response.prepare(request)
 
         async def send(text: str, finish: str | None = None) -> None:
@@ -192,12 +204,19 @@ class OrpheusStandIn:
         record, error = await self._accept(request)
         if error is not None:
             return error
+        with _closing(record):
+            return await self._ollama_stream(request, record)
+
+    async def _ollama_stream(
+        self, request: web.Request, record: RequestRecord
+    ) -> web.StreamResponse:
         body = record.body
         if body.get("model") not in self.behaviour.models:
             return _json_error(404, f"model '{body.get('model')}' not found", ollama=True)
         options = body.get("options") or {}
         max_tokens = int(options.get("num_predict") or 10**9)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await asyncio.sleep(self.behaviour.headers_delay)
         await response.prepare(request)
 
         async def send(text: str, finish: str | None = None) -> None:
@@ -267,6 +286,7 @@ class OrpheusStandIn:
             behaviour.seed, record.voice, record.text, behaviour.frames_per_char
         )
         try:
+            await asyncio.sleep(behaviour.first_token_delay)
             finish = "stop"
             sent = 0
             async for batch in self._batches(record, fault):
@@ -326,6 +346,20 @@ class OrpheusStandIn:
             # slow the stream below its rate (a GPU generates at a steady rate).
             due = started + index / behaviour.coalesce * delay
             await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+
+@contextlib.contextmanager
+def _closing(record: RequestRecord) -> Iterator[None]:
+    """Record the end of a request however its handler ends (a client gone before the first
+    token cancels it in prepare(), before the token stream started)."""
+    try:
+        yield
+    except asyncio.CancelledError:
+        record.client_disconnected = True
+        raise
+    finally:
+        if record.closed_at is None:
+            record.closed_at = time.monotonic()
 
 
 async def _endless_line(raw: Any, record: RequestRecord) -> None:

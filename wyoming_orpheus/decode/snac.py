@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
+from ..errors import OrpheusError
 from ..hub import Downloads, HubError, fetch_file
 
 _LOGGER = logging.getLogger(__name__)
@@ -23,8 +24,10 @@ _LEVEL1_SLOTS = [1, 4]
 _LEVEL2_SLOTS = [2, 3, 5, 6]
 
 
-class CodecLoadError(Exception):
+class CodecLoadError(OrpheusError):
     """SNAC could not be loaded; the message says what to fix."""
+
+    code = "codec-error"
 
 
 def load_snac(path_or_id: str, device: str, downloads: Downloads | None = None) -> torch.nn.Module:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..errors import Unavailable
 from .hardware import Tier
 from .memory import release_free_memory
 from .snac import decode_batch
@@ -53,6 +54,9 @@ class DecodeWorker:
         self._observe_step = observe_step
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
+        self._accepting = False
+        self._lock = threading.Lock()
+        """Makes "still accepting" and "queued" one step, so no job lands after the stop."""
         self.stats = DecodeStats()
         if tier.compile and tier.decode_mode == "windowed":
             # NOTE: ~40 s to compile on CPU (REFERENCE.md); only when asked for or on GPU tiers.
@@ -64,6 +68,7 @@ class DecodeWorker:
 
     def start(self) -> None:
         """Start the worker threads (the tier's `workers`, each taking whole jobs)."""
+        self._accepting = True
         if not self._threads:
             if self._tier.device == "cpu":
                 torch.set_num_threads(self._tier.threads)
@@ -75,12 +80,23 @@ class DecodeWorker:
                 self._threads.append(thread)
 
     def stop(self) -> None:
-        """Stop the worker threads after the queued work."""
-        for _ in self._threads:
-            self._queue.put(None)
+        """Stop the worker threads after the queued work; later jobs fail at once."""
+        with self._lock:
+            self._accepting = False
+            for _ in self._threads:
+                self._queue.put(None)
         for thread in self._threads:
             thread.join()
         self._threads = []
+        # NOTE: issue 25: a job queued behind the stop signals was never answered, and its
+        # stream waited forever. Whatever is left gets the stop as its answer.
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                job.loop.call_soon_threadsafe(_settle, job.future, None, _stopped())
 
     @property
     def model(self) -> torch.nn.Module:
@@ -103,11 +119,12 @@ class DecodeWorker:
     async def _submit(
         self, frames: np.ndarray, call: Callable[[], np.ndarray] | None
     ) -> np.ndarray:
-        if not self._threads:
-            raise RuntimeError("decode worker is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
-        self._queue.put(_Job(frames, future, loop, call))
+        with self._lock:
+            if not self._accepting:
+                raise _stopped()
+            self._queue.put(_Job(frames, future, loop, call))
         return await future
 
     def _run(self) -> None:
@@ -199,3 +216,7 @@ def _settle(
     else:
         assert result is not None
         future.set_result(result)
+
+
+def _stopped() -> Unavailable:
+    return Unavailable("the decoder is stopped: the server is shutting down")

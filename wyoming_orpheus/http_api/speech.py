@@ -19,11 +19,12 @@ from ..audio.encoders import FORMATS, AudioFormat, open_encoder
 from ..config import Settings
 from ..decode.snac import SAMPLE_RATE, SAMPLES_PER_FRAME
 from ..engine import Engine
-from ..errors import error_code, log_safe
+from ..errors import log_safe
+from ..outcomes import record
 from ..sockets import bound_send_buffer, write_within
 from ..upstream.completion import Sampling
 from ..voices import Voice
-from .errors import ApiError
+from .errors import ApiError, domain_error_response
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -211,23 +212,18 @@ async def speak(request: web.Request, engine: Engine) -> web.StreamResponse:
 async def _counted(
     engine: Engine, work: Callable[[], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Count the request's outcome in the metrics both doors share."""
+    """Run one synthesis; count and log how it ended (outcomes.record, shared with Wyoming)."""
     try:
         response = await work()
-    except ApiError as err:
-        engine.metrics.finished(DOOR, err.code)
-        raise
     except _StreamCut as cut:
-        gone = isinstance(cut.cause, ConnectionError)
-        engine.metrics.finished(DOOR, "cancelled" if gone else error_code(cut.cause))
+        record(engine.metrics, DOOR, cut.cause)
         return cut.response
-    except asyncio.CancelledError:
-        engine.metrics.finished(DOOR, "cancelled")
-        raise
-    except Exception as err:
-        engine.metrics.finished(DOOR, error_code(err))
-        raise
-    engine.metrics.finished(DOOR, None)
+    except BaseException as err:
+        record(engine.metrics, DOOR, err)
+        if isinstance(err, Exception) and not isinstance(err, ApiError):
+            return domain_error_response(err)
+        raise  # a refusal (the middleware's envelope) or a cancellation
+    record(engine.metrics, DOOR, None)
     return response
 
 
@@ -285,12 +281,11 @@ async def _stream(
         raise  # the client went away: the synthesis is closed by the caller
     except ConnectionError as err:
         # The client went away while we wrote, or was dropped for reading nothing.
-        _LOGGER.warning("Speech stream to %s ended: %s", request.remote, log_safe(str(err)))
+        _LOGGER.info("Speech stream to %s ended: %s", request.remote, log_safe(str(err)))
         raise _StreamCut(response, err) from err
     except Exception as err:
         # The status line is sent: no JSON error can follow. Cut the body short so the
         # client sees an incomplete response instead of a clean end.
-        _LOGGER.warning("Speech stream ended early after its audio started: %s", log_safe(str(err)))
         if request.transport is not None:
             request.transport.close()
         raise _StreamCut(response, err) from err

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import OrpheusError
 
-class TextError(ValueError):
+
+class TextError(OrpheusError, ValueError):
     """The text cannot be spoken; the message says why."""
+
+    code = "bad-text"
+    http_status = 400
+    param = "input"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import aiohttp
 from aiohttp.http_exceptions import LineTooLong
 
 from ..config import Settings, UpstreamSettings
+from ..errors import OrpheusError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -35,34 +36,44 @@ TOKEN_SLACK = 64
 MAX_LINE_BYTES = 2 * 2**16
 
 
-class UpstreamError(Exception):
+class UpstreamError(OrpheusError):
     """An LLM server failed; the message names the cause a user can fix."""
 
     code = "upstream-error"
+    retryable = True
+    http_status = 502
 
 
 class UpstreamUnreachable(UpstreamError):
     """The server could not be connected to."""
 
     code = "upstream-unreachable"
+    http_status = 503
+
+
+class UpstreamBroken(UpstreamError):
+    """The connection broke mid-answer (what a server that died mid-stream looks like)."""
 
 
 class UpstreamAuthError(UpstreamError):
     """The server wants an API key (or a different one)."""
 
     code = "upstream-auth"
+    retryable = False
 
 
 class UpstreamTimeout(UpstreamError):
     """The server took too long to answer or stalled."""
 
     code = "upstream-timeout"
+    http_status = 504
 
 
 class NoAudioError(UpstreamError):
-    """The server answered without a single audio token."""
+    """The server answered without a single audio frame."""
 
     code = "no-audio"
+    retryable = False
 
 
 @dataclass(frozen=True)
@@ -198,7 +209,12 @@ class StreamLimits:
     """How long each phase of one request may take."""
 
     first_token: float
+    """Seconds from sending the request to its first token (the headers' wait included)."""
     stall: float
+
+    def first_deadline(self) -> float:
+        """Return the event-loop time by which the first token must have come."""
+        return asyncio.get_running_loop().time() + self.first_token
 
 
 async def stream_completion(
@@ -225,8 +241,11 @@ async def stream_completion(
     _LOGGER.debug(
         "POST %s (request %s, max_tokens %s)", url, headers["X-Request-ID"], body.get("max_tokens")
     )
+    # NOTE: issue 25: one deadline for the headers and the first token together; a timeout
+    # per phase let the real limit reach twice first_token_timeout.
+    first_deadline = limits.first_deadline()
     try:
-        async with asyncio.timeout(limits.first_token):
+        async with asyncio.timeout_at(first_deadline):
             response = await session.post(target, json=body, headers=headers, timeout=timeout)
     except TimeoutError:
         raise UpstreamTimeout(
@@ -241,7 +260,7 @@ async def stream_completion(
     try:
         await _check_status(response, url, upstream)
         parse = _parse_ndjson if upstream.api == "ollama" else _parse_sse
-        async for text_piece in _read_lines(response, url, limits, parse):
+        async for text_piece in _read_lines(response, url, limits, first_deadline, parse):
             budget -= max(1, text_piece.count("<"))
             if budget < 0:
                 _LOGGER.warning("LLM server at %s went past max_tokens; stopping it", url)
@@ -278,21 +297,27 @@ async def _read_lines(
     response: aiohttp.ClientResponse,
     url: str,
     limits: StreamLimits,
+    first_deadline: float,
     parse: Any,
 ) -> AsyncIterator[str]:
-    """Read the body line by line with the first-token and stall timeouts."""
-    wait = limits.first_token
+    """Read the body line by line: the first token by first_deadline, then no stall."""
+    loop = asyncio.get_running_loop()
+    first = True
     while True:
+        deadline = first_deadline if first else loop.time() + limits.stall
         try:
-            async with asyncio.timeout(wait):
+            async with asyncio.timeout_at(deadline):
                 line = await response.content.readline()
         except TimeoutError:
-            phase = "first token" if wait == limits.first_token else "next token"
+            if first:
+                raise UpstreamTimeout(
+                    f"LLM server at {url} sent no first token within {limits.first_token:g} s"
+                ) from None
             raise UpstreamTimeout(
-                f"LLM server at {url} sent no {phase} within {wait:g} s"
+                f"LLM server at {url} sent no next token within {limits.stall:g} s"
             ) from None
         except aiohttp.ClientError as err:
-            raise UpstreamError(f"connection to the LLM server at {url} broke: {err}") from err
+            raise UpstreamBroken(f"connection to the LLM server at {url} broke: {err}") from err
         except (LineTooLong, ValueError):
             # aiohttp buffers at most MAX_LINE_BYTES of one line (ValueError before 3.10).
             raise UpstreamError(
@@ -303,7 +328,7 @@ async def _read_lines(
             return
         text, done = parse(line.decode("utf-8", errors="replace").strip(), url)
         if text:
-            wait = limits.stall
+            first = False
             yield text
         if done:
             return

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from ..config import ALL_GPU_LAYERS, Settings
-from .completion import max_tokens_for
+from .completion import UpstreamBroken, UpstreamError, UpstreamUnreachable, max_tokens_for
 from .llama_binary import HOST, binary_options, check_args, find_binary, gpu_devices
 
 _LOGGER = logging.getLogger(__name__)
@@ -195,22 +195,25 @@ class ManagedLlamaServer:
         if process is not None and process.returncode is None:
             process.terminate()
             try:
-                await asyncio.wait_for(asyncio.shield(self._exited.wait()), STOP_GRACE)
+                async with asyncio.timeout(STOP_GRACE):
+                    await self._exited.wait()
             except TimeoutError:
                 _LOGGER.warning("llama-server ignored SIGTERM for %g s; killing it", STOP_GRACE)
                 process.kill()
         if self._supervisor is not None:
             self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            await asyncio.wait([self._supervisor])  # raises our own cancellation, not its
         self.state = "stopped"
 
-    async def down_reason(self) -> str | None:
-        """Say why requests fail if llama-server itself is down (None while it runs)."""
-        if self.running:
+    async def down_reason(self, err: UpstreamError) -> str | None:
+        """Say why a request failed if llama-server itself is down (None while it runs)."""
+        if self.running and isinstance(err, (UpstreamBroken, UpstreamUnreachable)):
+            # A request broken by a crash sees the socket close before we reap the process.
+            # NOTE: issue 25: the event is awaited directly (no shield), so nothing is left
+            # pending, and only for the failures a dying process causes: others do not wait.
             with contextlib.suppress(TimeoutError):
-                # A request broken by a crash sees the socket close before we reap the process.
-                await asyncio.wait_for(asyncio.shield(self._exited.wait()), DOWN_WAIT)
+                async with asyncio.timeout(DOWN_WAIT):
+                    await self._exited.wait()
         if self.running:
             return None
         if self._stopping:
@@ -283,8 +286,7 @@ class ManagedLlamaServer:
             self.state = "exited"
             self._exited.set()
             health.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await health
+            await asyncio.wait([health])  # never swallows a cancellation of the supervisor
             await asyncio.wait([output], timeout=1.0)
 
     async def _forward(self, stream: asyncio.StreamReader) -> None:

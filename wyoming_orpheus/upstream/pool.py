@@ -23,7 +23,7 @@ from .completion import (
     shown_url,
     stream_completion,
 )
-from .tokens import has_audio_token
+from .tokens import FrameParser
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class UpstreamPool:
         self,
         settings: Settings,
         clock: Callable[[], float] = time.monotonic,
-        down_reason: Callable[[], Awaitable[str | None]] | None = None,
+        down_reason: Callable[[UpstreamError], Awaitable[str | None]] | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -108,12 +108,14 @@ class UpstreamPool:
             if upstream is None:
                 raise UpstreamError(f"no LLM server is configured for voice '{voice}'")
             tried.append(upstream)
-            audio_seen = False
+            start = _AudioStart()
             try:
                 async for piece in self._stream_one(upstream, voice, text, sampling):
-                    audio_seen = audio_seen or has_audio_token(piece)
-                    yield piece
-                if not audio_seen:
+                    if start.started:
+                        yield piece
+                    elif (held := start.hold(piece)) is not None:
+                        yield held
+                if not start.started:
                     raise NoAudioError(
                         f"the LLM server at {upstream.url} answered without audio tokens: is it "
                         "serving an Orpheus model without a chat template? For Ollama use "
@@ -125,7 +127,7 @@ class UpstreamPool:
                 err = await self._explained(failure)
                 upstream.failed_until = self._clock() + self._settings.upstream_cooldown
                 upstream.last_error = str(err)
-                if audio_seen or len(tried) > 1:
+                if start.started or len(tried) > 1:
                     if err is failure:
                         raise
                     raise err from failure
@@ -135,7 +137,7 @@ class UpstreamPool:
         """Turn a failure of a managed llama-server that went down into upstream-unreachable."""
         if self._down_reason is None:
             return err
-        reason = await self._down_reason()
+        reason = await self._down_reason(err)
         if reason is None:
             return err
         return UpstreamUnreachable(f"{reason} ({err})")
@@ -154,3 +156,26 @@ class UpstreamPool:
                     yield piece
         finally:
             upstream.in_flight -= 1
+
+
+class _AudioStart:
+    """Holds a stream's text until its first whole frame: the one point where audio starts.
+
+    NOTE: issue 25: the pool counted audio as started at the first audio token, the synthesis
+    at the first whole frame, so a failure after 1-6 tokens was neither retried nor salvaged.
+    Nothing reaches the synthesis before a whole frame, so before it a retry is always clean.
+    """
+
+    def __init__(self) -> None:
+        self._parser = FrameParser()
+        self._held: list[str] = []
+        self.started = False
+
+    def hold(self, piece: str) -> str | None:
+        """Take one piece; return everything held once it completes the first frame."""
+        self._held.append(piece)
+        if not self._parser.feed(piece):
+            return None
+        self.started = True
+        held, self._held = "".join(self._held), []
+        return held

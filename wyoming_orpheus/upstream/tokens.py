@@ -33,11 +33,6 @@ def is_audio_token(number: int) -> bool:
     return AUDIO_TOKEN_BASE <= number < AUDIO_TOKEN_BASE + SLOTS_PER_FRAME * CODES_PER_SLOT
 
 
-def has_audio_token(text: str) -> bool:
-    """Tell whether text holds at least one complete audio token."""
-    return any(is_audio_token(n) for n in iter_token_numbers(text))
-
-
 @dataclass
 class FrameStats:
     """What the parser saw; dropped counts are visible in logs and metrics."""

@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Coroutine
 from typing import Any
 
 import numpy as np
-from sentence_stream import SentenceBoundaryDetector
-from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.audio import AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
@@ -28,17 +27,21 @@ from wyoming.tts import (
 from .. import __version__
 from ..audio.pcm import CHANNELS, SAMPLE_WIDTH
 from ..decode.snac import SAMPLE_RATE
-from ..errors import error_code, error_text, log_safe
+from ..errors import BadRequest, error_code, error_text
+from ..outcomes import client_gone, record
 from ..sockets import write_within
 from ..synthesis import Synthesizer
-from ..text import Part, TextError
+from ..text import TextError
 from ..voices import VoiceCatalog
+from .audio_out import Chunker
 from .protocol import ProtocolError, read_event
+from .text_in import TextStream
 
 _LOGGER = logging.getLogger(__name__)
 
 _DOOR = "wyoming"  # the metrics label of this front door
-SAMPLES_PER_CHUNK = 1024  # the chunk size of the ecosystem's servers (wyoming-piper)
+CANCEL_WAIT = 5.0
+"""Seconds a closed connection waits for its cancelled work before it lets go of it."""
 _ORPHEUS = Attribution(
     name="Canopy Labs (Orpheus TTS)", url="https://github.com/canopyai/Orpheus-TTS"
 )
@@ -71,36 +74,6 @@ def build_info(catalog: VoiceCatalog, streaming: bool) -> Info:
     return Info(tts=[program])
 
 
-class _TextStream:
-    """Text of one streaming request: chunks in, complete sentences out."""
-
-    def __init__(self) -> None:
-        self._detector = SentenceBoundaryDetector()
-        self._sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        self.chars = 0
-        self.stopped = asyncio.Event()
-        self.failed = False
-
-    def add(self, text: str) -> None:
-        """Take one chunk; queue every sentence it completes."""
-        self.chars += len(text)
-        for sentence in self._detector.add_chunk(text):
-            self._sentences.put_nowait(sentence)
-
-    def stop(self) -> None:
-        """End of text: queue the unfinished last sentence."""
-        rest = self._detector.finish()
-        if rest.strip():
-            self._sentences.put_nowait(rest)
-        self._sentences.put_nowait(None)
-        self.stopped.set()
-
-    async def parts(self) -> AsyncIterator[Part]:
-        """Yield sentences as they complete."""
-        while (sentence := await self._sentences.get()) is not None:
-            yield sentence
-
-
 class OrpheusEventHandler(AsyncEventHandler):
     """One client connection; synthesis runs in tasks so events keep being read."""
 
@@ -114,8 +87,10 @@ class OrpheusEventHandler(AsyncEventHandler):
         super().__init__(reader, writer)
         self._info_event = info.event()
         self._synthesizer = synthesizer
-        self._stream: _TextStream | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._stream: TextStream | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Every unfinished piece of work: a hang-up cancels them all, not only the last."""
+        self._last: asyncio.Task[None] | None = None
         settings = synthesizer.settings
         # A whole text in UTF-8 (4 bytes a character at most) plus room for the other fields.
         self._max_data = 4 * settings.max_text_chars + 16 * 1024
@@ -128,7 +103,7 @@ class OrpheusEventHandler(AsyncEventHandler):
     @property
     def busy(self) -> bool:
         """Tell whether this connection has synthesis work in flight."""
-        return self._task is not None and not self._task.done()
+        return bool(self._tasks)
 
     def idle_for(self) -> float:
         """Return the seconds since this connection last sent an event or had work in flight."""
@@ -172,19 +147,22 @@ class OrpheusEventHandler(AsyncEventHandler):
                 except (KeyError, TypeError, ValueError, AttributeError) as err:
                     await self._refuse(f"malformed {event.type} event: {err}")
         finally:
-            await self.disconnect()
+            # NOTE: issue 25: this runs when the client hung up or our task is cancelled;
+            # nothing here may wait on the client. Closing is synchronous, and the work's
+            # cancellation is awaited with a bound, so the connection always ends.
             self.writer.close()
+            await self.disconnect()
 
     async def write_event(self, event: Event) -> None:
         """Send an event; a client that stops reading for write_timeout is dropped."""
         await write_within(super().write_event(event), self.writer.transport, self._write_timeout)
 
     async def _refuse(self, text: str) -> None:
-        _LOGGER.warning("Refused: %s", log_safe(text))
-        self._synthesizer.metrics.finished(_DOOR, "bad-request")
+        err = BadRequest(text)
+        record(self._synthesizer.metrics, _DOOR, err)
         if not self.writer.is_closing():
             with contextlib.suppress(ConnectionError):
-                await self.write_event(Error(text=text, code="bad-request").event())
+                await self.write_event(Error(text=text, code=err.code).event())
 
     async def handle_event(self, event: Event) -> bool:
         """Dispatch one event; never waits for synthesis. Malformed fields raise."""
@@ -206,43 +184,54 @@ class OrpheusEventHandler(AsyncEventHandler):
 
     async def disconnect(self) -> None:
         """Cancel the work of a client that went away (its upstream requests close)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if not tasks:
+            return
+        # asyncio.wait never raises the tasks' outcomes, and raises our own cancellation.
+        _done, stuck = await asyncio.wait(tasks, timeout=CANCEL_WAIT)
+        if stuck:
+            _LOGGER.error("%d tasks of a closed connection ignored their cancellation", len(stuck))
 
     async def finish(self, grace: float) -> None:
         """Let in-flight work end within grace seconds, then cancel it (shutdown)."""
-        if self._task is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(self._task), grace)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace)
         await self.disconnect()
 
     def _queue_work(self, work: Coroutine[Any, Any, None]) -> None:
         """Run work after this connection's earlier work, so audio never interleaves."""
-        self._task = asyncio.create_task(_after(self._task, work))
+        task = asyncio.create_task(_after(self._last, work))
+        self._last = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         # A task cancelled before its first step never runs _after, which would close work:
         # close it here (a no-op for work that ran), or it is reported as never awaited.
-        self._task.add_done_callback(lambda _: work.close())
-        self._task.add_done_callback(self._touch)  # idle counts from the end of its work
+        task.add_done_callback(lambda _: work.close())
+        task.add_done_callback(self._touch)  # idle counts from the end of its work
 
     # --- one-shot synthesis ---
 
     async def _synthesize_once(self, request: Synthesize) -> None:
         try:
-            voice = self._synthesizer.resolve_voice(_voice_name(request.voice))
-            parts = self._synthesizer.prepare(request.text, ssml=request.text_format == "ssml")
-            pcm = self._synthesizer.synthesize(parts, voice, self._synthesizer.settings.speed)
-            await self._send_audio(pcm)
+            await self._counted(self._speak_once(request))
         except Exception as err:
             await self._send_error(err)
+
+    async def _speak_once(self, request: Synthesize) -> None:
+        voice = self._synthesizer.resolve_voice(_voice_name(request.voice))
+        parts = self._synthesizer.prepare(request.text, ssml=request.text_format == "ssml")
+        await self._send_audio(
+            self._synthesizer.synthesize(parts, voice, self._synthesizer.settings.speed)
+        )
 
     # --- streaming synthesis ---
 
     def _start_stream(self, voice: SynthesizeVoice | None) -> None:
         if self._stream is not None:
             raise ValueError("synthesize-start inside an open stream; send synthesize-stop first")
-        stream = self._stream = _TextStream()
+        stream = self._stream = TextStream()
         self._queue_work(self._run_stream(stream, voice))
 
     async def _add_chunk(self, text: str) -> None:
@@ -253,7 +242,8 @@ class OrpheusEventHandler(AsyncEventHandler):
             self._synthesizer.check_length(stream.chars + len(text))
         except TextError as err:
             stream.failed = True
-            stream.stop()
+            stream.refusal = err
+            stream.stop()  # what came so far is still spoken
             await self._send_error(err)
             return
         stream.add(text)
@@ -266,27 +256,31 @@ class OrpheusEventHandler(AsyncEventHandler):
             self._stream.stop()
         self._stream = None
 
-    async def _run_stream(self, stream: _TextStream, voice: SynthesizeVoice | None) -> None:
+    async def _run_stream(self, stream: TextStream, voice: SynthesizeVoice | None) -> None:
         try:
-            resolved = self._synthesizer.resolve_voice(_voice_name(voice))
-            pcm = self._synthesizer.synthesize(
-                stream.parts(), resolved, self._synthesizer.settings.speed
-            )
-            await self._send_audio(pcm)
+            await self._counted(self._speak_stream(stream, voice))
         except Exception as err:
             stream.failed = True
-            await self._send_error(err)
+            if err is not stream.refusal:  # a refusal was answered when it happened
+                await self._send_error(err)
         # NOTE: Home Assistant ends a streamed request only on synthesize-stopped, which
         # must follow the client's synthesize-stop and all of the audio.
         await stream.stopped.wait()
         await self.write_event(SynthesizeStopped().event())
 
+    async def _speak_stream(self, stream: TextStream, voice: SynthesizeVoice | None) -> None:
+        resolved = self._synthesizer.resolve_voice(_voice_name(voice))
+        await self._send_audio(
+            self._synthesizer.synthesize(stream.parts(), resolved, self._synthesizer.settings.speed)
+        )
+        if stream.refusal is not None:
+            raise stream.refusal
+
     # --- output ---
 
     async def _send_audio(self, pcm: AsyncGenerator[np.ndarray, None]) -> None:
         """Send audio-start, 1024-sample chunks and audio-stop (also after a late failure)."""
-        chunker = _Chunker()
-        metrics = self._synthesizer.metrics
+        chunker = Chunker()
         await self.write_event(AudioStart(SAMPLE_RATE, SAMPLE_WIDTH, CHANNELS, timestamp=0).event())
         try:
             async with contextlib.aclosing(pcm):
@@ -295,64 +289,30 @@ class OrpheusEventHandler(AsyncEventHandler):
                         await self.write_event(chunk.event())
             for chunk in chunker.flush():
                 await self.write_event(chunk.event())
-        except asyncio.CancelledError:
-            metrics.finished(_DOOR, "cancelled")
+        except ConnectionError:
+            raise  # the client is gone: nothing more can reach it
+        except Exception:
+            # A late failure: end the audio the client has, then the error event follows.
+            # NOTE: issue 25: not in a `finally`: on cancellation (a hang-up) this write
+            # raised ConnectionResetError, which replaced the CancelledError.
+            await self.write_event(AudioStop(timestamp=chunker.timestamp_ms).event())
             raise
-        finally:
-            if not self.writer.is_closing():
-                await self.write_event(AudioStop(timestamp=chunker.timestamp_ms).event())
-        metrics.finished(_DOOR, None)
+        await self.write_event(AudioStop(timestamp=chunker.timestamp_ms).event())
+
+    async def _counted(self, work: Awaitable[None]) -> None:
+        """Run one synthesis; count and log how it ended (outcomes.record, shared with HTTP)."""
+        try:
+            await work
+        except BaseException as err:
+            record(self._synthesizer.metrics, _DOOR, err)
+            raise
+        record(self._synthesizer.metrics, _DOOR, None)
 
     async def _send_error(self, err: Exception) -> None:
-        if isinstance(err, ConnectionError) or self.writer.is_closing():
-            self._synthesizer.metrics.finished(_DOOR, "cancelled")
+        """Tell the client why its request failed (it was counted where it ended)."""
+        if client_gone(err) or self.writer.is_closing():
             return
-        self._synthesizer.metrics.finished(_DOOR, error_code(err))
-        if error_code(err) == "internal-error":
-            _LOGGER.exception("Synthesis failed", exc_info=err)
-        else:
-            _LOGGER.warning("Synthesis failed: %s", log_safe(str(err)))
         await self.write_event(Error(text=error_text(err), code=error_code(err)).event())
-
-
-class _Chunker:
-    """Cut PCM into fixed chunks with millisecond timestamps."""
-
-    def __init__(self) -> None:
-        self._buffer = np.zeros(0, dtype=np.int16)
-        self._sent = 0
-
-    @property
-    def timestamp_ms(self) -> int:
-        """Return the position of the next chunk in milliseconds."""
-        return self._sent * 1000 // SAMPLE_RATE
-
-    def push(self, samples: np.ndarray) -> list[AudioChunk]:
-        """Return the whole chunks the buffer now holds."""
-        self._buffer = np.concatenate([self._buffer, samples])
-        whole = len(self._buffer) // SAMPLES_PER_CHUNK * SAMPLES_PER_CHUNK
-        chunks = [
-            self._chunk(self._buffer[i : i + SAMPLES_PER_CHUNK])
-            for i in range(0, whole, SAMPLES_PER_CHUNK)
-        ]
-        self._buffer = self._buffer[whole:]
-        return chunks
-
-    def flush(self) -> list[AudioChunk]:
-        """Return the last, shorter chunk."""
-        rest, self._buffer = self._buffer, self._buffer[:0]
-        return [self._chunk(rest)] if len(rest) else []
-
-    def _chunk(self, samples: np.ndarray) -> AudioChunk:
-        chunk = AudioChunk(
-            rate=SAMPLE_RATE,
-            width=SAMPLE_WIDTH,
-            channels=CHANNELS,
-            audio=samples.astype("<i2").tobytes(),
-            timestamp=self.timestamp_ms,
-        )
-        self._sent += len(samples)
-        return chunk
 
 
 def _check_fields(event: Event) -> None:

@@ -1,0 +1,43 @@
+"""Streamed text in (synthesize-chunk): chunks not aligned to words in, whole sentences out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from sentence_stream import SentenceBoundaryDetector
+
+from ..text import Part, TextError
+
+
+class TextStream:
+    """Text of one streaming request: chunks in, complete sentences out."""
+
+    def __init__(self) -> None:
+        self._detector = SentenceBoundaryDetector()
+        self._sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        self.chars = 0
+        self.stopped = asyncio.Event()
+        self.failed = False
+        """Later chunks are ignored: the synthesis failed or the text was refused."""
+        self.refusal: TextError | None = None
+        """Why the text was cut short (already answered); the request's outcome."""
+
+    def add(self, text: str) -> None:
+        """Take one chunk; queue every sentence it completes."""
+        self.chars += len(text)
+        for sentence in self._detector.add_chunk(text):
+            self._sentences.put_nowait(sentence)
+
+    def stop(self) -> None:
+        """End of text: queue the unfinished last sentence."""
+        rest = self._detector.finish()
+        if rest.strip():
+            self._sentences.put_nowait(rest)
+        self._sentences.put_nowait(None)
+        self.stopped.set()
+
+    async def parts(self) -> AsyncIterator[Part]:
+        """Yield sentences as they complete."""
+        while (sentence := await self._sentences.get()) is not None:
+            yield sentence
