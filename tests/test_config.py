@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from wyoming_orpheus.cli import load_settings
-from wyoming_orpheus.config import NORMALIZE_CATEGORIES, ConfigError, Settings
+from wyoming_orpheus.config import NORMALIZE_CATEGORIES, ConfigError, Settings, declared
+from wyoming_orpheus.config.document import render, with_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -362,3 +364,54 @@ def test_a_url_with_a_password_and_an_api_key_is_refused() -> None:
         load_settings(
             ["--llm-url", "http://u:p@gpu:8080/v1", "--llm-api-key", "k"], {}, Path("/nonexistent")
         )
+
+
+def test_the_documented_config_file_is_the_one_the_declarations_write() -> None:
+    # NOTE: issue 25: each setting is declared once (config/settings.py); the file is
+    # generated from the declarations, so it cannot drift from the defaults or the help.
+    written = (REPO / "config" / "wyoming-orpheus.yaml").read_text(encoding="utf-8")
+    assert written == render(), (
+        "config/wyoming-orpheus.yaml is stale: run "
+        "python -m wyoming_orpheus.config.document > config/wyoming-orpheus.yaml"
+    )
+    # And it says what the server does: loaded, the file gives the built-in defaults.
+    assert load(REPO, ["--config", str(REPO / "config" / "wyoming-orpheus.yaml")]) == Settings()
+
+
+def test_every_setting_is_declared_with_its_parser_help_and_flag() -> None:
+    names = {spec.name for spec in declared()}
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    assert fields <= names, "a Settings field without a declaration (config/declare.setting)"
+    result = subprocess.run(
+        [sys.executable, "-m", "wyoming_orpheus", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    flags = [spec.flag for spec in declared() if spec.flag is not None]
+    assert len(flags) >= len(names) - 1  # only `upstreams` (a YAML structure) has no flag
+    for flag in flags:
+        assert flag in result.stdout
+    # The help states the declared default, never a restated one.
+    assert "Sampling temperature. (0-2; default: 0.6) [env ORPHEUS_TEMPERATURE]" in " ".join(
+        result.stdout.split()
+    )
+
+
+def test_the_readme_states_the_declared_flags_and_limits() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert readme == with_table(readme), "README's settings table is stale: run " + (
+        "python -m wyoming_orpheus.config.document"
+    )
+    # Every limit row that names one setting states that setting's default.
+    limits = readme[readme.index("### Limits") :]
+    limits = limits[: limits.index("\n\n", limits.index("|---"))]
+    defaults = {spec.name: spec.default for spec in declared()}
+    checked = 0
+    for row in limits.splitlines()[2:]:
+        setting = row.rstrip(" |").rsplit("|", 1)[-1].strip().strip("`")
+        value = defaults.get(setting)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            assert f"{value:g}" in row, f"README's limits table: {setting} is {value:g}: {row}"
+            checked += 1
+    assert checked >= 6

@@ -1,15 +1,6 @@
 """Settings: the typed, frozen settings and their loading from defaults, YAML, .env, env, flags."""
 
-from .loading import (
-    ENV_PREFIX,
-    LAYER_ORDER,
-    RawLayer,
-    build_settings,
-    env_layer,
-    read_dotenv,
-    read_yaml_file,
-)
-from .settings import (
+from .choices import (
     ALL_GPU_LAYERS,
     DEVICES,
     LLM_APIS,
@@ -19,10 +10,18 @@ from .settings import (
     OPENAI_VOICES_DEFAULT,
     PROMPT_FORMATS,
     URL_MODES,
-    ConfigError,
-    Settings,
-    UpstreamSettings,
 )
+from .declare import Spec
+from .loading import (
+    ENV_PREFIX,
+    LAYER_ORDER,
+    RawLayer,
+    build_settings,
+    env_layer,
+    read_dotenv,
+    read_yaml_file,
+)
+from .settings import ConfigError, Settings, UpstreamSettings, declared
 
 __all__ = [
     "ALL_GPU_LAYERS",
@@ -39,8 +38,10 @@ __all__ = [
     "ConfigError",
     "RawLayer",
     "Settings",
+    "Spec",
     "UpstreamSettings",
     "build_settings",
+    "declared",
     "env_layer",
     "read_dotenv",
     "read_yaml_file",

@@ -10,9 +10,19 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..voices import CUSTOM_MODEL, Voice
-from .settings import ALL_GPU_LAYERS, NORMALIZE_CATEGORIES
+from .choices import ALL_GPU_LAYERS, NORMALIZE_CATEGORIES
 
 Parser = Callable[[Any], Any]
+
+
+def accepts(parse: Parser) -> str | None:
+    """Say what a parser takes (a range or the choices), for the help and the documented file."""
+    return getattr(parse, "accepts", None)
+
+
+def _described(parse: Parser, text: str) -> Parser:
+    parse.accepts = text  # type: ignore[attr-defined]
+    return parse
 
 
 def as_str(value: Any) -> str:
@@ -50,7 +60,7 @@ def int_in(low: int, high: int, optional: bool = False) -> Parser:
             raise ValueError(f"must be between {low} and {high}")
         return number
 
-    return parse
+    return _described(parse, f"{low}-{high}")
 
 
 def float_in(low: float, high: float) -> Parser:
@@ -65,7 +75,7 @@ def float_in(low: float, high: float) -> Parser:
             raise ValueError(f"must be between {low:g} and {high:g}")
         return number
 
-    return parse
+    return _described(parse, f"{low:g}-{high:g}")
 
 
 def choice(*choices: str) -> Parser:
@@ -75,7 +85,7 @@ def choice(*choices: str) -> Parser:
             raise ValueError(f"must be one of {', '.join(choices)}")
         return text
 
-    return parse
+    return _described(parse, " | ".join(choices))
 
 
 def optional_bool(value: Any) -> bool | None:
