@@ -489,10 +489,16 @@ def main() -> None:
         "--decode-workers", type=int, default=None, help="decode worker threads (default: tier's)"
     )
     parser.add_argument("--json", type=Path, default=RESULTS / "soak.json", help="where to write")
+    parser.add_argument(
+        "--narrow-snac",
+        action="store_true",
+        help="the tests' narrow SNAC stand-in (same frames and reach, a fraction of the cost): "
+        "more requests per second, for a short run about leaks rather than speed",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the injected faults log warnings by design
     with tempfile.TemporaryDirectory() as tmp:
-        snac_dir = write_snac_model(Path(tmp), seed=0, noise=False)
+        snac_dir = write_snac_model(Path(tmp), seed=0, noise=False, narrow=args.narrow_snac)
         report = asyncio.run(
             soak(snac_dir, args.seconds, args.warm_up, args.clients, args.seed, args.decode_workers)
         )

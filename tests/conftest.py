@@ -27,12 +27,6 @@ def snac_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def full_snac_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SNAC 24 kHz at its published width, for the tests about its real cost (timing)."""
-    return write_snac_model(tmp_path_factory.mktemp("snac-full"), seed=0, noise=False)
-
-
-@pytest.fixture(scope="session")
 def snac_model(snac_dir: Path) -> torch.nn.Module:
     """The stand-in loaded once through the product's loading path (for expected audio)."""
     return load_snac(str(snac_dir), "cpu")

@@ -23,6 +23,8 @@ from tests.test_zeroconf import browse
 from tests.wyoming_client import assert_well_formed, read_reply
 from wyoming_orpheus.wyoming_server.discovery import SERVICE_TYPE
 
+pytestmark = pytest.mark.slow  # real processes: llama-server, the server itself
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -80,6 +82,14 @@ async def server_process(
             await process.wait()
         log.close()
         print((tmp_path / "server.log").read_text())  # shown by pytest when a test fails
+
+
+async def log_says(tmp_path: Path, text: str, timeout: float = 10.0) -> None:
+    """Wait until the server's log has a line with text (what it did, not a guess of when)."""
+    log = tmp_path / "server.log"
+    async with asyncio.timeout(timeout):
+        while text not in log.read_text(encoding="utf-8", errors="replace"):
+            await asyncio.sleep(0.02)
 
 
 async def wait_for_port(
@@ -152,7 +162,7 @@ async def test_sensor_text_is_spoken_form_and_the_lexicon_reloads_on_sighup(
     await speak(port, text)
     (tmp_path / "lexicon.yaml").write_text("all:\n  HA: the house\n", encoding="utf-8")
     process.send_signal(signal.SIGHUP)
-    await asyncio.sleep(1.0)
+    await log_says(tmp_path, "Lexicon reloaded")
     await speak(port, text)
     assert process.returncode is None  # SIGHUP reloads, it does not stop the server
     spoken = "says: it is twenty-one point five degrees Celsius, battery at five percent."
@@ -282,15 +292,17 @@ async def test_sigterm_under_load_finishes_every_stream_unregisters_and_exits_0(
         await asyncio.open_connection("127.0.0.1", port)
 
 
-async def test_a_second_sigterm_exits_at_once(server_process, llm: OrpheusStandIn) -> None:
+async def test_a_second_sigterm_exits_at_once(
+    server_process, llm: OrpheusStandIn, tmp_path: Path
+) -> None:
     process, port, _ = server_process
     llm.behaviour.tokens_per_second = 40  # a synthesis far longer than the 10 s grace
     started = asyncio.Event()
     stream = asyncio.create_task(wyoming_until_stop(port, "Slow words. " * 30, started))
     await asyncio.wait_for(started.wait(), 30)
     process.send_signal(signal.SIGTERM)
-    await asyncio.sleep(0.5)
-    assert process.returncode is None  # draining: the grace period runs
+    await log_says(tmp_path, "Waiting up to")  # draining: the grace period runs
+    assert process.returncode is None
     process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.wait(), 3) == 128 + signal.SIGTERM
     with pytest.raises((AssertionError, ConnectionError, asyncio.IncompleteReadError)):

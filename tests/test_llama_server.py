@@ -25,6 +25,8 @@ from wyoming_orpheus.config import UpstreamSettings
 from wyoming_orpheus.decode.snac import decode_batch
 from wyoming_orpheus.engine import Engine
 
+pytestmark = pytest.mark.slow  # real processes: llama-server, the server itself
+
 
 @pytest.fixture
 def snac(snac_model: torch.nn.Module) -> torch.nn.Module:

@@ -45,6 +45,8 @@ from wyoming_orpheus.config import Settings, UpstreamSettings
 from wyoming_orpheus.decode.snac import SNAC_FILES, decode_batch
 from wyoming_orpheus.upstream.completion import Sampling, request_body
 
+pytestmark = pytest.mark.slow  # real processes: llama-server, the server itself
+
 REPO_ID = "test-org/orpheus-tiny-GGUF"
 GGUF_NAME = "orpheus-tiny-q8_0.gguf"
 SEED = ["--llama-server-arg=--seed 42"]  # every request samples the same way: replayable

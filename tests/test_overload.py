@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -26,7 +25,12 @@ from wyoming_orpheus.wyoming_server.handler import build_info
 from wyoming_orpheus.wyoming_server.listener import WyomingServer
 
 QUEUE_TIMEOUT = 1.0
-ACCEPTED = "The living room is at twenty one degrees, and the washer finished a while ago."
+# Long enough (~5 s of audio, ~3 s to generate) to hold the slot well past QUEUE_TIMEOUT.
+ACCEPTED = (
+    "The living room is at twenty one degrees, and the washer finished a while ago. "
+    "The front door is locked, the garage is closed, and the lights in the hallway are off. "
+    "Tomorrow brings light rain in the morning and a dry, mild afternoon."
+)
 
 
 async def listen_wyoming(port: int, text: str) -> Listen:
@@ -83,17 +87,13 @@ async def test_beyond_the_limit_requests_queue_then_get_busy_and_the_stream_keep
     make_settings: Callable[..., Settings],
     engine_factory,
     http_factory,
-    full_snac_dir: Path,
 ) -> None:
     llm.behaviour.tokens_per_second = 150  # a consumer GPU with headroom: 1.8x real time
     engine = await engine_factory(
-        # Real time is the point here: SNAC at its real width, so the decode costs what it does.
-        make_settings(
-            max_concurrent=1,
-            queue_timeout=QUEUE_TIMEOUT,
-            warm_up=True,
-            snac_model=str(full_snac_dir),
-        )
+        # The narrow SNAC stand-in: whether the published width decodes in real time is the
+        # machine's speed, measured by benchmarks/e2e.py; what is tested here is that waiting and
+        # refused requests take nothing from the stream that holds the slot.
+        make_settings(max_concurrent=1, queue_timeout=QUEUE_TIMEOUT, warm_up=True)
     )
     wyoming = WyomingServer(
         engine.settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer

@@ -130,6 +130,7 @@ async def synthesis_start(port: int, llm: OrpheusStandIn) -> tuple[float, AsyncT
     return time.monotonic() - started, client
 
 
+@pytest.mark.slow
 async def test_thousands_of_silent_wyoming_sockets_do_not_lock_out_home_assistant(
     server_factory, llm: OrpheusStandIn
 ) -> None:
@@ -198,6 +199,7 @@ async def test_when_every_connection_has_work_the_newcomer_gets_busy(
 SLOW_HEADER = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
 
 
+@pytest.mark.slow
 async def test_thousands_of_silent_http_sockets_do_not_lock_out_health_page_or_speech(
     make_settings: Callable[..., object], engine_factory, http_factory, llm: OrpheusStandIn
 ) -> None:
@@ -257,6 +259,7 @@ async def test_http_newcomer_is_refused_only_when_every_connection_has_a_request
 # --- the open-file limit ---
 
 
+@pytest.mark.slow
 async def test_at_a_low_open_file_limit_the_limits_shrink_to_fit_and_clients_are_served(
     tmp_path, llm: OrpheusStandIn, snac_dir
 ) -> None:

@@ -130,6 +130,7 @@ async def hostile_server(server_factory, llm: OrpheusStandIn) -> WyomingServer:
     return server
 
 
+@pytest.mark.slow
 async def test_a_corpus_of_malformed_input_gets_errors_never_a_crash_or_a_hang(
     hostile_server: WyomingServer, llm: OrpheusStandIn
 ) -> None:

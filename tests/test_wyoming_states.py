@@ -21,6 +21,7 @@ from tests.stand_ins.llm_server import OrpheusStandIn
 from wyoming_orpheus.wyoming_server.listener import WyomingServer
 
 TEXT = "Hi there. "
+AT_ONCE = 16
 EVENTS = {
     "describe": Describe().event(),
     "synthesize": Synthesize(text=TEXT).event(),
@@ -116,18 +117,20 @@ async def test_every_event_order_and_hang_up_point_leaves_nothing(
 ) -> None:
     port = wyoming_server.port
     baseline = set(asyncio.all_tasks())
-    runs = 0
+    runs: list[tuple[tuple[str, ...], int | str]] = []
     for sequence in SEQUENCES:
-        points: list[int | str] = [*range(len(sequence)), "complete"]
+        runs += [(sequence, index) for index in range(len(sequence))]
+        runs.append((sequence, "complete"))
         expected = model(sequence).counts
         if expected is not None and sum(expected.values()):
-            points.append("first reply")  # some sequences are answered with nothing at all
-        for hang_at in points:
-            types = await _exchange(port, sequence, hang_at)
+            runs.append((sequence, "first reply"))  # some sequences are answered with nothing
+    # Each run is its own connection: AT_ONCE run side by side, then nothing may be left.
+    for start in range(0, len(runs), AT_ONCE):
+        batch = runs[start : start + AT_ONCE]
+        for types in await asyncio.gather(*(_exchange(port, s, h) for s, h in batch)):
             check_nesting(types)
-            await settle(
-                lambda: leftovers(port, baseline, llm, lambda: len(wyoming_server._connections))
-            )
-            runs += 1
-    assert runs > sum(len(s) + 1 for s in SEQUENCES)
+        await settle(
+            lambda: leftovers(port, baseline, llm, lambda: len(wyoming_server._connections))
+        )
+    assert len(runs) > sum(len(s) + 1 for s in SEQUENCES)
     assert any(r.client_disconnected for r in llm.requests)  # some hang-ups cut a generation
