@@ -57,6 +57,18 @@ class Listen:
         times = [t for t, _ in self.chunks]
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
+    def dry_seconds(self, prebuffer: float) -> float:
+        """Seconds a player that starts `prebuffer` s after the first chunk sits silent (gaps)."""
+        if not self.chunks:
+            return 0.0
+        runs_out, dry = self.chunks[0][0] + prebuffer, 0.0
+        for arrival, samples in self.chunks:
+            if arrival > runs_out:
+                dry += arrival - runs_out
+                runs_out = arrival  # it plays again as soon as audio is there
+            runs_out += samples / SAMPLE_RATE
+        return dry
+
     def underruns(self, prebuffer: float) -> int:
         """Count the times a player that starts `prebuffer` s after the first chunk runs dry."""
         if not self.chunks:
@@ -99,6 +111,7 @@ def summarize(listens: list[Listen], prebuffer: float) -> dict[str, float]:
             listen.tokens_at_first_audio for listen in listens
         ),
         "underruns_total": sum(listen.underruns(prebuffer) for listen in listens),
+        "gaps_per_stream_s": statistics.mean(listen.dry_seconds(prebuffer) for listen in listens),
         "real_time_factor_max": max(listen.real_time_factor for listen in listens),
         "largest_gap_s": max(listen.largest_gap for listen in listens),
         "audio_seconds_per_stream": statistics.mean(listen.audio_seconds for listen in listens),

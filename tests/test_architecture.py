@@ -14,7 +14,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("__main__", "cli", "healthcheck"),
     ("wyoming_server", "http_api"),
     ("engine",),
-    ("synthesis", "outcomes", "sockets"),
+    ("synthesis", "report", "playout", "outcomes", "sockets"),
     ("decode", "audio", "upstream", "text"),
     ("hub", "config", "voices", "metrics", "errors", ""),
 )

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -84,7 +85,9 @@ async def servers() -> AsyncIterator[list[ManagedProcess]]:
         await server.stop()
         if status and body.get("llm_server", {}).get("pid"):
             kill_quietly(body["llm_server"]["pid"])
-        print(server.log()[-20000:])  # shown by pytest when a test fails
+        # Shown by pytest when a test fails; the health polls' access lines left out.
+        lines = [x for x in server.log().splitlines() if '"GET /health ' not in x]
+        print("\n".join(lines)[-20000:])
 
 
 @pytest.fixture
@@ -348,6 +351,24 @@ async def test_kill_9_of_llama_server_mid_stream_fails_that_request_and_the_next
     assert body["llm_server"]["restarts"] == 1 and server.llama_pid(body) != pid
     assert len(await speak_wyoming(server.port, "Back again.")) > 0
     assert "llama-server was killed by SIGKILL after" in server.log()
+
+
+async def test_once_ready_a_short_probe_says_how_fast_the_llm_is(
+    tmp_path: Path, servers: list[ManagedProcess], endless_gguf: Path, snac_dir: Path
+) -> None:
+    # The endless model: a probe is cut after 140 tokens, never by an early end of speech.
+    server, _ = await running(tmp_path, servers, endless_gguf, snac_dir)
+    # In the log and in /health (and so remembered for the playout of the first request).
+    body = await server.wait_health(lambda _, b: b["upstreams"][0]["tokens_per_second"])
+    speed = re.search(r"LLM: (\d+) tokens/s = ([\d.]+) x real time", server.log())
+    assert speed is not None, "no speed line in the log"
+    factor = float(speed.group(2))
+    assert factor == pytest.approx(int(speed.group(1)) / 82.03, abs=0.01)  # both rounded
+    assert body["upstreams"][0]["keeps_real_time"] is (
+        body["upstreams"][0]["real_time_factor"] >= 1
+    )
+    assert ("slower than real time" in server.log()) is (factor < 1)
+    assert "tokens_per_second" in body["upstreams"][0]
 
 
 def failing_binary(tmp_path: Path) -> Path:

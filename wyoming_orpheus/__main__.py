@@ -139,11 +139,13 @@ async def _serve_wyoming(
     info = build_info(engine.synthesizer.catalog, settings.streaming)
     server = WyomingServer(settings.uri, info, engine.synthesizer)
     advertiser: Advertiser | None = None
+    probe: asyncio.Task[None] | None = None
     try:
         await server.start()
         if engine.managed is not None:
             # NOTE: issue 18: not advertised before the model server answers its health check.
             await _unless_stopped(engine.managed.ready.wait(), stop)
+            probe = asyncio.create_task(engine.report_llm_speed())
         tcp = settings.uri.startswith("tcp://")
         if settings.zeroconf is not None and tcp and not stop.is_set():
             advertiser = Advertiser(settings.zeroconf, server.host, server.port)
@@ -151,6 +153,9 @@ async def _serve_wyoming(
         await stop.wait()
         _LOGGER.info("Shutting down")
     finally:
+        if probe is not None:
+            probe.cancel()
+            await asyncio.wait([probe])  # re-raises a cancellation of ours, swallows none
         if advertiser is not None:
             await advertiser.stop()
         # Each door lets its in-flight syntheses finish within shutdown_grace.

@@ -17,8 +17,10 @@ from .hub import Downloads
 from .metrics import Metrics
 from .synthesis import Synthesizer
 from .text import LexiconError, NormalizeOptions, TextPipeline
+from .upstream.completion import UpstreamError
 from .upstream.managed import ManagedLlamaServer
 from .upstream.pool import UpstreamPool
+from .upstream.rate import REAL_TIME_TOKENS_PER_SECOND
 from .voices import VoiceCatalog, builtin_name, unknown_binding_entries, voices_for_binding
 
 _LOGGER = logging.getLogger(__name__)
@@ -89,12 +91,42 @@ class Engine:
         worker.start()
         pool = UpstreamPool(settings, down_reason=managed.down_reason if managed else None)
         await pool.start()
+        for upstream in pool.upstreams:
+            metrics.track_upstream(upstream.url, upstream.rate.real_time_factor)
         synthesizer = Synthesizer(
             settings, catalog, pool, worker, tier.max_concurrent, metrics, text
         )
         if settings.warm_up:
             await _warm(worker)
         return cls(settings, facts, tier, pool, worker, synthesizer, metrics, managed)
+
+    async def report_llm_speed(self) -> None:
+        """Time a short generation; log the LLM's speed against real time (managed mode).
+
+        NOTE: issue 23: below real time the speech starts later (adaptive playout) or
+        stutters; the household should hear why from the log, not guess.
+        """
+        voice = self.synthesizer.resolve_voice(None).name
+        try:
+            rate = await self.pool.probe(voice)
+        except UpstreamError as err:
+            _LOGGER.warning("LLM speed probe failed: %s", err)
+            return
+        if rate is None:
+            _LOGGER.info("LLM: too few audio tokens in the speed probe to tell its speed")
+            return
+        factor = rate / REAL_TIME_TOKENS_PER_SECOND
+        _LOGGER.info("LLM: %.0f tokens/s = %.2f x real time", rate, factor)
+        if factor < 1:
+            _LOGGER.warning(
+                "The LLM is slower than real time (%.0f of %.0f tokens/s): answers start "
+                "later so they play without gaps (playout: adaptive) or stutter (immediate). "
+                "What helps: the GPU (a CUDA, Vulkan or Metal llama-server with all layers on "
+                "it, --llm-gpu-layers all), a smaller quantization (Q4_K_M), fewer syntheses "
+                "at once (--max-concurrent)",
+                rate,
+                REAL_TIME_TOKENS_PER_SECOND,
+            )
 
     def reload(self) -> None:
         """Re-read what can change without a restart (SIGHUP): the lexicon."""

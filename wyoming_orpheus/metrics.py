@@ -15,6 +15,7 @@ _FIRST_AUDIO_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
 _RTF_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0)
 _STEP_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.085, 0.12, 0.2, 0.4, 0.8, 1.6)
 _TOKEN_RATE_BUCKETS = (10, 25, 50, 75, 82, 100, 150, 200, 300, 500, 1000, 2000)
+_HOLD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 25.0)
 
 
 class Metrics:
@@ -62,6 +63,26 @@ class Metrics:
             buckets=_TOKEN_RATE_BUCKETS,
             registry=r,
         )
+        self.upstream_rate = Gauge(
+            "orpheus_upstream_real_time_factor",
+            "Audio seconds an LLM server makes per wall second over its last requests "
+            "(below 1 cannot keep real time; NaN before one was measured)",
+            ["upstream"],
+            registry=r,
+        )
+        self.playout_hold = Histogram(
+            "orpheus_playout_hold_seconds",
+            "How long adaptive playout held a request's first audio (0: not at all)",
+            ["door"],
+            buckets=_HOLD_BUCKETS,
+            registry=r,
+        )
+        self.playout_releases = Counter(
+            "orpheus_playout_releases",
+            "Why held audio was let go (immediate, covered, fast, end, cap)",
+            ["door", "reason"],
+            registry=r,
+        )
         self.decode_step = Histogram(
             "orpheus_decode_step_seconds",
             "Time of one SNAC decode call on the decode worker",
@@ -73,6 +94,10 @@ class Metrics:
         """Read the slot gauges from the synthesizer when scraped."""
         self.running.set_function(running)
         self.queued.set_function(queued)
+
+    def track_upstream(self, url: str, real_time_factor: Callable[[], float | None]) -> None:
+        """Read an LLM server's real-time factor when scraped."""
+        self.upstream_rate.labels(url).set_function(lambda: _or_nan(real_time_factor()))
 
     def finished(self, door: str, code: str | None) -> None:
         """Count one request's outcome: code None is success, "cancelled" a client gone."""
@@ -87,3 +112,7 @@ class Metrics:
     def exposition(self) -> bytes:
         """Return the Prometheus text exposition."""
         return generate_latest(self.registry)
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value

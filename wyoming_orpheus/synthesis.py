@@ -6,19 +6,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from .audio.level import LevelControl
 from .audio.pcm import LeadTrimmer, TempoChanger, silence, to_int16
+from .audio.playout import Policy, Progress
 from .config import Settings
-from .decode.snac import SAMPLE_RATE
+from .decode.snac import SAMPLE_RATE, SAMPLES_PER_FRAME
 from .decode.streams import Playback, open_stream
 from .decode.worker import DecodeWorker
 from .errors import OrpheusError
 from .metrics import Metrics
+from .playout import Gate
+from .report import Report
 from .text import Part, Pause, TextError, TextPipeline, clean_text, split_segments, ssml_to_parts
 from .upstream.completion import DEFAULT_SAMPLING, Sampling, UpstreamError
 from .upstream.pool import UpstreamPool
@@ -55,6 +58,10 @@ class SynthesisStats:
 
 
 _END = object()
+SECONDS_PER_CHAR = 0.07
+"""Orpheus's pace before a voice has been heard: ~14 characters a second (issue 23)."""
+PACE_WEIGHT = 0.5
+"""How much a finished segment moves its voice's learned pace (a few answers settle it)."""
 
 
 class Synthesizer:
@@ -80,6 +87,13 @@ class Synthesizer:
         self.stats = SynthesisStats()
         self.metrics = metrics
         metrics.track_slots(lambda: self.stats.active, lambda: self.stats.queued)
+        self._policy = (
+            Policy(margin=settings.playout_margin, max_hold=settings.playout_max_hold)
+            if settings.playout == "adaptive"
+            else None
+        )
+        self._pace: dict[str, float] = {}
+        """Audio seconds per spoken character, learned per voice from finished segments."""
 
     def resolve_voice(self, name: str | None) -> Voice:
         """Return the named voice, or the default voice when no name is given."""
@@ -133,17 +147,42 @@ class Synthesizer:
         sampling: Sampling = DEFAULT_SAMPLING,
         door: str = "wyoming",
     ) -> AsyncGenerator[np.ndarray, None]:
-        """Yield 24 kHz int16 mono PCM for the parts, while the LLM still generates."""
+        """Yield 24 kHz int16 mono PCM for the parts, while the LLM still generates.
+
+        With adaptive playout the audio may be held at first (an empty block says it is
+        coming: a door sends its start then) until the rest will not run dry (playout.py).
+        """
+        report = Report(voice.name, door, self.metrics)
+        progress = Progress(
+            speed=speed,
+            seconds_per_char=self._pace.get(voice.name, SECONDS_PER_CHAR),
+            remembered=self._pool.expected_rate(voice.name),
+        )
+        gate = Gate(self._policy, progress)
+        made = self._made(parts, voice, speed, sampling, progress)
+        # NOTE: every nested generator is closed explicitly (aclosing), so a listener that
+        # stops closes the upstream requests at once rather than when garbage is collected.
+        async with contextlib.aclosing(gate.run(made)) as released:
+            async for samples in released:
+                if len(samples):
+                    report.audio(len(samples))
+                yield samples
+        report.log(gate.outcome)
+
+    async def _made(
+        self,
+        parts: AsyncIterable[Part] | Iterable[Part],
+        voice: Voice,
+        speed: float,
+        sampling: Sampling,
+        progress: Progress,
+    ) -> AsyncGenerator[np.ndarray, None]:
+        """Hold a slot and make the PCM: segments, tempo and level, a failure after the tail."""
         playback = Playback()
         tempo = TempoChanger(speed)
         level = LevelControl(self.settings.output_gain_db, self.settings.output_limiter)
-        report = _Report(voice.name, door, self.metrics)
-        # NOTE: every nested generator is closed explicitly (aclosing), so a listener that
-        # stops closes the upstream requests at once rather than when garbage is collected.
-        async with (
-            self.slot(),
-            contextlib.aclosing(self._pcm(_aiter(parts), voice, sampling, playback)) as pcm,
-        ):
+        pcm = self._pcm(_aiter(parts), voice, sampling, playback, progress)
+        async with self.slot(), contextlib.aclosing(pcm):
             failure: Exception | None = None
             try:
                 async for samples in pcm:
@@ -151,7 +190,6 @@ class Synthesizer:
                     out = level.push(out) if level.active else out
                     if len(out):
                         playback.sent(len(out))
-                        report.audio(len(out))
                         yield out
             except Exception as err:  # a late failure: what tempo and the limiter hold goes first
                 failure = err
@@ -159,19 +197,22 @@ class Synthesizer:
             if level.active:
                 tail = np.concatenate([level.push(tail), level.flush()])
             if len(tail):
-                report.audio(len(tail))
                 yield tail
             if failure is not None:
                 raise failure
-            report.log()
 
     async def _pcm(
-        self, parts: AsyncIterator[Part], voice: Voice, sampling: Sampling, playback: Playback
+        self,
+        parts: AsyncIterator[Part],
+        voice: Voice,
+        sampling: Sampling,
+        playback: Playback,
+        progress: Progress,
     ) -> AsyncGenerator[np.ndarray, None]:
         """Speak segments in order while up to `lookahead` later ones already generate."""
         feeds: asyncio.Queue[object] = asyncio.Queue()
         window = asyncio.Semaphore(1 + self.settings.lookahead_segments)
-        feeder = asyncio.create_task(self._feed(parts, voice, sampling, feeds, window))
+        feeder = asyncio.create_task(self._feed(parts, voice, sampling, feeds, window, progress))
         spoken = False
         try:
             while (item := await feeds.get()) is not _END:
@@ -184,7 +225,8 @@ class Synthesizer:
                 assert isinstance(item, _TokenFeed)
                 if spoken and self.settings.segment_pause_ms:
                     yield silence(self.settings.segment_pause_ms / 1000)
-                async with contextlib.aclosing(self._speak(item, playback)) as segment:
+                progress.segment += 1
+                async with contextlib.aclosing(self._speak(item, playback, voice)) as segment:
                     async for samples in segment:
                         yield samples
                 spoken = True
@@ -206,6 +248,7 @@ class Synthesizer:
         sampling: Sampling,
         feeds: asyncio.Queue[object],
         window: asyncio.Semaphore,
+        progress: Progress,
     ) -> None:
         """Start each segment's upstream request as soon as the lookahead window allows."""
         try:
@@ -214,15 +257,19 @@ class Synthesizer:
                     feeds.put_nowait(part)
                     continue
                 spoken = self.text.spoken(part, voice.language)
-                for segment in split_segments(spoken, self.settings.segment_max_chars):
+                segments = split_segments(spoken, self.settings.segment_max_chars)
+                progress.chars += sum(len(s) for s in segments)  # the length estimate's base
+                for segment in segments:
                     await window.acquire()
-                    feeds.put_nowait(_TokenFeed(self._pool.stream(voice.name, segment, sampling)))
+                    stream = self._pool.stream(voice.name, segment, sampling)
+                    feeds.put_nowait(_TokenFeed(stream, len(segment), progress.tokens))
+            progress.text_done = True
             feeds.put_nowait(_END)
         except Exception as err:  # reaches the consumer in order, after earlier audio
             feeds.put_nowait(err)
 
     async def _speak(
-        self, feed: _TokenFeed, playback: Playback
+        self, feed: _TokenFeed, playback: Playback, voice: Voice
     ) -> AsyncGenerator[np.ndarray, None]:
         """Turn one segment's tokens into exact PCM; flush what came before a late failure."""
         parser = FrameParser()
@@ -250,6 +297,15 @@ class Synthesizer:
         self._record(parser, first_token)
         if error is not None:
             raise error
+        self._learn_pace(voice.name, parser.stats.frames, feed.chars)
+
+    def _learn_pace(self, voice: str, frames: int, chars: int) -> None:
+        """Move the voice's pace towards a finished segment's audio seconds per character."""
+        if frames < 2 or chars < 1:
+            return
+        pace = frames * SAMPLES_PER_FRAME / SAMPLE_RATE / chars
+        before = self._pace.get(voice, SECONDS_PER_CHAR)
+        self._pace[voice] = before + PACE_WEIGHT * (pace - before)
 
     def _record(self, parser: FrameParser, first_token: float | None) -> None:
         stats = parser.stats
@@ -267,42 +323,18 @@ class Synthesizer:
         )
 
 
-class _Report:
-    """Times one request for the log line operators read and the metrics: first audio, RTF."""
-
-    def __init__(self, voice: str, door: str, metrics: Metrics) -> None:
-        self._voice = voice
-        self._door = door
-        self._metrics = metrics
-        self._started = time.monotonic()
-        self._first: float | None = None
-        self._samples = 0
-
-    def audio(self, samples: int) -> None:
-        if self._first is None:
-            self._first = time.monotonic() - self._started
-            self._metrics.first_audio.labels(self._door).observe(self._first)
-        self._samples += samples
-
-    def log(self) -> None:
-        seconds = self._samples / SAMPLE_RATE
-        took = time.monotonic() - self._started
-        self._metrics.audio_seconds.labels(self._door).inc(seconds)
-        if seconds > 0:
-            self._metrics.real_time_factor.labels(self._door).observe(took / seconds)
-        _LOGGER.info(
-            "Spoke %.1f s of audio with %s in %.1f s (first audio after %.2f s)",
-            seconds,
-            self._voice,
-            took,
-            self._first or 0.0,
-        )
-
-
 class _TokenFeed:
     """Reads one upstream stream into a queue in its own task: reading never waits on decoding."""
 
-    def __init__(self, stream: AsyncGenerator[str, None]) -> None:
+    def __init__(
+        self,
+        stream: AsyncGenerator[str, None],
+        chars: int,
+        arrived: Callable[[float, str], None],
+    ) -> None:
+        self.chars = chars
+        """The segment's spoken characters (its voice's pace is learned from them)."""
+        self._arrived = arrived
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._task = asyncio.create_task(self._read(stream))
 
@@ -310,6 +342,8 @@ class _TokenFeed:
         try:
             async with contextlib.aclosing(stream):
                 async for piece in stream:
+                    # Timed here, as it arrives: what the playout rate measures.
+                    self._arrived(time.monotonic(), piece)
                     self._queue.put_nowait(piece)
             self._queue.put_nowait(_END)
         except Exception as err:

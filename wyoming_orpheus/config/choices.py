@@ -21,6 +21,7 @@ NORMALIZE_CATEGORIES = (
     "punctuation",
 )
 URL_MODES = ("speak", "drop")
+PLAYOUT_MODES = ("adaptive", "immediate")
 # The GGUF that managed mode runs when none is named (Orpheus 3B fine-tune, Q8_0).
 LLM_GGUF_DEFAULT = "lex-au/Orpheus-3b-FT-Q8_0.gguf"
 ALL_GPU_LAYERS = 999

@@ -18,6 +18,7 @@ from .choices import (
     LOG_FORMAT_DEFAULT,
     NORMALIZE_CATEGORIES,
     OPENAI_VOICES_DEFAULT,
+    PLAYOUT_MODES,
     PROMPT_FORMATS,
     URL_MODES,
 )
@@ -47,10 +48,13 @@ MANAGED = "Managed mode: our own llama.cpp llama-server (only when no LLM server
 REQUESTS = "LLM requests"
 SAMPLING = "Sampling (Orpheus needs repetition_penalty >= 1.1 for stable speech)"
 VOICE = "Voice and text"
+PLAYOUT = "Playout: smooth speech from an LLM slower than real time"
 DECODER = "SNAC decoder and hardware"
 LIMITS = "Limits against misbehaving clients (docs/reliability.md)"
 PROCESS = "Process"
-SECTIONS = (WYOMING, HTTP, LLM, MANAGED, REQUESTS, SAMPLING, VOICE, DECODER, LIMITS, PROCESS)
+SECTIONS = (
+    WYOMING, HTTP, LLM, MANAGED, REQUESTS, SAMPLING, VOICE, PLAYOUT, DECODER, LIMITS, PROCESS
+)  # fmt: skip
 SECTION_NOTES = {
     LLM: "None named here nor in upstreams, the environment or a flag: managed mode (below).",
     MANAGED: (
@@ -62,6 +66,16 @@ SECTION_NOTES = {
         "lookahead_segments), --ctx-size = that x the tokens one request may need (the longest "
         "segment's max_tokens, plus its prompt: one token per character + 32), rounded up to "
         "256 per slot. Pass -c, -np or -ngl in llama_server_args to choose them yourself."
+    ),
+    PLAYOUT: (
+        "Below real time (fewer than ~82 audio tokens per second) audio played as it comes "
+        "stutters. Adaptive playout sends audio-start (HTTP: the headers) at once and holds the "
+        "audio until what is held covers the rest at the LLM's measured rate: the least wait, "
+        "length x (1/rate - 1), plus playout_margin; then everything flows as it comes. A later "
+        "sentence that the listener would run dry in is held at its start, so any gap falls "
+        "between sentences. At or above real time nothing is held. The rate is measured live "
+        "and remembered per LLM server, the length estimated from the characters at a pace "
+        "learned per voice (starting at ~0.07 s per character)."
     ),
     LIMITS: (
         "At a connection limit a new connection closes the one idle longest (nothing running "
@@ -380,6 +394,28 @@ class Settings:
         section=VOICE,
         kind=TOGGLE,
         help="Keep peaks under -1 dBFS (2 ms look-ahead) instead of hard clipping.",
+    )
+    # --- playout
+    playout: str = setting(
+        "adaptive",
+        parse=choice(*PLAYOUT_MODES),
+        section=PLAYOUT,
+        help="adaptive: hold the first audio just long enough that an LLM slower than real time "
+        "plays without gaps (nothing is held at or above real time); immediate: every chunk "
+        "goes out as it is decoded.",
+    )
+    playout_margin: float = setting(
+        0.5,
+        parse=float_in(0, 10),
+        section=PLAYOUT,
+        help="Seconds of audio held beyond the least wait (decode blocks, jitter).",
+    )
+    playout_max_hold: float = setting(
+        15.0,
+        parse=float_in(0, 25),
+        section=PLAYOUT,
+        help="Longest hold in seconds, well under the ~30 s after which an ESPHome satellite "
+        "gives up on a silent stream; beyond it the audio goes and may have gaps.",
     )
     # --- decoder and hardware
     snac_model: str = setting(

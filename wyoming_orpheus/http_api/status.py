@@ -11,6 +11,7 @@ from ..engine import Engine
 from ..hub import Downloads
 from ..metrics import CONTENT_TYPE
 from ..upstream.managed import ManagedLlamaServer
+from ..upstream.rate import RollingRate
 
 
 def health_body(
@@ -66,9 +67,21 @@ def health_body(
                 "state": "cooling-down" if engine.pool.cooling_down(u) else "ok",
                 "in_flight": u.in_flight,
                 "last_error": u.last_error,
+                **_speed(u.rate),
             }
             for u in engine.pool.upstreams
         ],
+    }
+
+
+def _speed(rate: RollingRate) -> dict[str, Any]:
+    """An LLM server's speed over its last requests (None before one was measured)."""
+    tokens = rate.tokens_per_second()
+    factor = rate.real_time_factor()
+    return {
+        "tokens_per_second": None if tokens is None else round(tokens, 1),
+        "real_time_factor": None if factor is None else round(factor, 3),
+        "keeps_real_time": None if factor is None else factor >= 1.0,
     }
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -23,9 +24,14 @@ from .completion import (
     shown_url,
     stream_completion,
 )
+from .rate import RollingRate, TokenClock
 from .tokens import FrameParser
 
 _LOGGER = logging.getLogger(__name__)
+PROBE_TEXT = "Hello! This is a short test of how fast the voice model speaks on this machine."
+PROBE_TOKENS = 140
+"""20 frames: enough for a rate, ~1.7 s of generation at real time."""
+PROBE_SECONDS = 20.0
 
 
 @dataclass
@@ -38,6 +44,8 @@ class Upstream:
     failed_until: float = 0.0
     last_error: str | None = None
     """The last failure's text (shown in /health); cleared by a success."""
+    rate: RollingRate = field(default_factory=RollingRate)
+    """Its audio tokens per second over its last requests (playout, /health, /metrics)."""
 
     @property
     def url(self) -> str:
@@ -92,6 +100,40 @@ class UpstreamPool:
         # Every server failed lately: try the one whose cooldown ends first.
         return min(fresh, key=lambda u: u.failed_until)
 
+    def expected_rate(self, voice: str) -> float | None:
+        """Return the real-time factor of the server the next request for voice would go to."""
+        upstream = self._pick(voice, [])
+        return None if upstream is None else upstream.rate.real_time_factor()
+
+    async def probe(self, voice: str) -> float | None:
+        """Time a short generation on the server a request for voice would go to.
+
+        Cut after PROBE_TOKENS or PROBE_SECONDS (a slow CPU server would take a minute for the
+        whole sentence); what it measured is remembered as that server's rate. Returns the
+        tokens per second, or None when too few came to tell.
+        """
+        upstream = self._pick(voice, [])
+        if upstream is None or self._session is None:
+            return None
+        timing = TokenClock(self._clock)
+        stream = self._stream_one(upstream, voice, PROBE_TEXT, DEFAULT_SAMPLING)
+        cut = True  # a whole generation records itself (_stream_one); a cut one is ours to
+        try:
+            async with asyncio.timeout(PROBE_SECONDS), aclosing(stream):
+                async for piece in stream:
+                    timing.add(piece)
+                    if timing.tokens >= PROBE_TOKENS:
+                        break
+                else:
+                    cut = False
+        except TimeoutError:
+            pass  # a slow server: what came in PROBE_SECONDS tells its rate
+        if (measured := timing.measured()) is None:
+            return None
+        if cut:
+            upstream.rate.add(*measured)
+        return measured[0] / measured[1]
+
     def cooling_down(self, upstream: Upstream) -> bool:
         """Tell whether a server failed lately and is skipped while others are healthy."""
         return upstream.failed_until > self._clock()
@@ -144,18 +186,23 @@ class UpstreamPool:
 
     async def _stream_one(
         self, upstream: Upstream, voice: str, text: str, sampling: Sampling
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         assert self._session is not None
         upstream.in_flight += 1
+        timing = TokenClock(self._clock)
         try:
             completion = stream_completion(
                 self._session, upstream.settings, self._settings, voice, text, sampling
             )
             async with aclosing(completion) as pieces:
                 async for piece in pieces:
+                    timing.add(piece)
                     yield piece
         finally:
             upstream.in_flight -= 1
+        # Only a whole generation is measured: one cut short says little of the server's rate.
+        if (measured := timing.measured()) is not None:
+            upstream.rate.add(*measured)
 
 
 class _AudioStart:
