@@ -199,8 +199,9 @@ async def test_wyoming_hang_ups_at_random_points_leave_nothing_and_newcomers_are
         await server.shutdown(grace=0)
 
 
-async def _served_http(port: int) -> bool:
-    """One whole speech request: 200 and a body that ends (chunked encoding's last chunk)."""
+async def _served_http(port: int) -> str:
+    """One whole speech request: "ok" for 200 and a body that ends (chunked encoding's last
+    chunk); else what came instead (shown when the test fails)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head, body = _speech_request(SENTENCE)
     try:
@@ -211,7 +212,8 @@ async def _served_http(port: int) -> bool:
             audio = 0
             while size := int(await reader.readline(), 16):  # chunked: the 0 chunk ends it
                 audio += len(await reader.readexactly(size + 2)) - 2
-        return status.startswith(b"HTTP/1.1 200") and audio > 1000
+        served = status.startswith(b"HTTP/1.1 200") and audio > 1000
+        return "ok" if served else f"{status!r}, {audio} bytes"
     finally:
         writer.close()
 
@@ -227,7 +229,9 @@ async def test_http_hang_ups_at_random_points_leave_nothing_and_newcomers_are_se
     await _storm(_http_exchange, port, HTTP_HANGUPS, seed=26)
     await settle(lambda: leftovers(port, baseline, llm, lambda: 0))
     assert len(llm.requests) > HTTP_HANGUPS // 4
-    assert all([await _served_http(port) for _ in range(10)])
+    one_by_one = [await _served_http(port) for _ in range(10)]
+    assert set(one_by_one) == {"ok"}, one_by_one
     await settle(lambda: server_sockets(port))
-    assert all(await asyncio.gather(*(_served_http(port) for _ in range(LIMIT))))
+    at_once = await asyncio.gather(*(_served_http(port) for _ in range(LIMIT)))
+    assert set(at_once) == {"ok"}, at_once
     await settle(lambda: leftovers(port, baseline, llm, lambda: 0))
