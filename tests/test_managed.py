@@ -45,6 +45,7 @@ from wyoming_orpheus.audio.pcm import to_int16
 from wyoming_orpheus.config import Settings, UpstreamSettings
 from wyoming_orpheus.decode.snac import SNAC_FILES, decode_batch
 from wyoming_orpheus.upstream.completion import Sampling, request_body
+from wyoming_orpheus.upstream.llama_binary import gpu_unused
 
 pytestmark = pytest.mark.slow  # real processes: llama-server, the server itself
 
@@ -369,6 +370,41 @@ async def test_once_ready_a_short_probe_says_how_fast_the_llm_is(
     )
     assert ("slower than real time" in server.log()) is (factor < 1)
     assert "tokens_per_second" in body["upstreams"][0]
+
+
+async def test_a_gpu_this_llama_server_cannot_use_is_a_warning_and_in_health(
+    tmp_path: Path, servers: list[ManagedProcess], tiny_gguf: Path, snac_dir: Path
+) -> None:
+    # A GPU box with the NVIDIA driver (nvidia-smi lists a GPU) and the CPU-only llama-server
+    # the suite builds: the usual household without the CUDA toolkit (issue 24).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA GeForce RTX 3060 (UUID: GPU-1234)'\n")
+    smi.chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    args = ["--llm-gguf", str(tiny_gguf), "--snac-model", str(snac_dir)]
+    server = await start_managed(tmp_path, args, env=env)
+    servers.append(server)
+    body = await server.wait_ready()
+    unused = body["llm_server"]["gpu_unused"]
+    assert unused is not None and "GPU 0: NVIDIA GeForce RTX 3060" in unused
+    assert "lists no GPU" in unused
+    for fix in ("Vulkan", "LLAMA_BACKEND=cuda script/llama-server", "docker/compose.yaml"):
+        assert fix in unused
+    assert (
+        f"WARNING wyoming_orpheus.upstream.managed: The GPU goes unused: {unused}" in server.log()
+    )
+    assert len(await speak_wyoming(server.port, "Still speaking.")) > 0  # on the CPU, but speaking
+
+
+def test_a_gpu_goes_unused_only_when_one_shows_and_nothing_is_offloaded() -> None:
+    gpu = ["GPU 0: NVIDIA GeForce RTX 3060"]
+    assert gpu_unused([], [], 0) is None  # no GPU here: nothing to say
+    assert gpu_unused(gpu, ["CUDA0: NVIDIA GeForce RTX 3060"], 999) is None
+    assert gpu_unused(gpu, None, 999) is None  # the build could not say; layers offloaded
+    assert "lists no GPU" in (gpu_unused(gpu, [], 0) or "")
+    assert "llm_gpu_layers is 0" in (gpu_unused(gpu, ["Vulkan0: RTX 3060"], 0) or "")
 
 
 def failing_binary(tmp_path: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import re
 import shutil
 import subprocess
@@ -76,6 +77,47 @@ def gpu_devices(binary: Path) -> list[str] | None:
         return None
     devices = [line.strip() for line in lines[lines.index("Available devices:") + 1 :]]
     return [d for d in devices if d and d != "(none)"]
+
+
+def host_gpus() -> list[str]:
+    """The GPUs this machine shows, whatever llama-server can use (issue 24).
+
+    `nvidia-smi -L` where the NVIDIA driver is installed, else the device nodes a driver makes
+    (/dev/nvidia0; a DRM render node, /dev/dri/renderD*, for AMD, Intel and NVIDIA alike).
+    """
+    smi = shutil.which("nvidia-smi")
+    if smi is not None:
+        try:
+            listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10)
+            gpus = [line.strip() for line in listed.stdout.splitlines() if line.startswith("GPU")]
+            if gpus:
+                return gpus
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    if Path("/dev/nvidia0").exists():
+        return ["an NVIDIA GPU (/dev/nvidia0)"]
+    return [f"a GPU render node ({node})" for node in sorted(glob.glob("/dev/dri/renderD*"))]
+
+
+GPU_FIXES = (
+    "what makes it speak through the GPU: a Vulkan build of llama-server (llama.cpp's "
+    "ubuntu-vulkan release: it needs only the GPU driver) named with --llama-server; "
+    "LLAMA_BACKEND=cuda script/llama-server where the CUDA toolkit (nvcc) is installed; or "
+    "docker/compose.yaml's CUDA image"
+)
+
+
+def gpu_unused(shown: list[str], usable: list[str] | None, gpu_layers: int) -> str | None:
+    """Say why a GPU this machine shows goes unused by llama-server (None: it does not)."""
+    if not shown:
+        return None
+    if usable == []:
+        why = "this llama-server build lists no GPU (--list-devices), so the model runs on the CPU"
+    elif gpu_layers == 0:
+        why = "no layers are offloaded to it (llm_gpu_layers is 0)"
+    else:
+        return None
+    return f"this machine shows {', '.join(shown)}, but {why}; {GPU_FIXES}"
 
 
 def check_args(args: Sequence[str], options: frozenset[str], binary: Path) -> None:

@@ -26,7 +26,15 @@ import aiohttp
 
 from ..config import ALL_GPU_LAYERS, Settings
 from .completion import UpstreamBroken, UpstreamError, UpstreamUnreachable, max_tokens_for
-from .llama_binary import HOST, binary_options, check_args, find_binary, gpu_devices
+from .llama_binary import (
+    HOST,
+    binary_options,
+    check_args,
+    find_binary,
+    gpu_devices,
+    gpu_unused,
+    host_gpus,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -139,6 +147,8 @@ class ManagedLlamaServer:
         self.port = free_port()
         self.gpus: list[str] | None = None
         """What the binary's `--list-devices` named; None when it cannot tell."""
+        self.gpu_unused: str | None = None
+        """Why a GPU this machine shows goes unused (a WARNING at start, /health)."""
         self.state = "downloading"
         self.restarts = 0
         self.last_exit: int | None = None
@@ -178,6 +188,11 @@ class ManagedLlamaServer:
     def start(self, model: Path, sizing: Sizing) -> None:
         """Start llama-server and keep it running until stop()."""
         command = build_command(self.binary, model, self.port, sizing, self._extra)
+        # NOTE: issue 24: a GPU box whose llama-server is a CPU build was 10-20x slower than
+        # real time with nothing but "GPUs: none" at INFO to say why.
+        self.gpu_unused = gpu_unused(host_gpus(), self.gpus, sizing.gpu_layers)
+        if self.gpu_unused is not None:
+            _LOGGER.warning("The GPU goes unused: %s", self.gpu_unused)
         _LOGGER.info(
             "llama-server: %d slots of %d tokens (-c %d), %d GPU layers, on %s",
             sizing.parallel,
@@ -231,6 +246,7 @@ class ManagedLlamaServer:
             "restarts": self.restarts,
             "last_exit": self.last_exit,
             "load_seconds": self.load_seconds,
+            "gpu_unused": self.gpu_unused,
             "last_lines": list(self.lines) if not self.running else [],
         }
 
