@@ -128,7 +128,7 @@ def test_a_steady_rate_plays_without_gaps_and_waits_about_the_least(
     assert heard.gaps == pytest.approx(0.0, abs=1e-9)
     # Close to the least wait: at most the estimate's excess, the margin and a block late.
     assert heard.first_audio - prefill <= needed + 2 * first_block + 1e-6
-    if rate >= POLICY.fast:
+    if rate >= POLICY.fast * 1.01:  # clearly above it, whatever the float rounding
         assert heard.release is Release.IMMEDIATE
         assert heard.first_audio == pytest.approx(prefill + first_block)
 
