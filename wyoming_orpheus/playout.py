@@ -56,8 +56,9 @@ class Gate:
         queue: asyncio.Queue[object] = asyncio.Queue(QUEUE_BLOCKS)
         producer = asyncio.create_task(self._produce(source, queue))
         try:
-            async for samples in self._released(queue, self._holder):
-                yield samples
+            async with contextlib.aclosing(self._released(queue, self._holder)) as released:
+                async for samples in released:
+                    yield samples
         finally:
             producer.cancel()
             # asyncio.wait re-raises a cancellation of ours and swallows none (issue 25).
