@@ -73,8 +73,9 @@ SECTION_NOTES = {
         "audio until what is held covers the rest at the LLM's measured rate: the least wait, "
         "length x (1/rate - 1), plus playout_margin; then everything flows as it comes. A later "
         "sentence that the listener would run dry in is held at its start, so any gap falls "
-        "between sentences. At or above real time nothing is held. The rate is measured live "
-        "and remembered per LLM server, the length estimated from the characters at a pace "
+        "between sentences. Above real time (1.05x and more) nothing is held. The rate is "
+        "measured live and remembered per LLM server, the length estimated from the characters "
+        "at a pace "
         "learned per voice (starting at ~0.07 s per character)."
     ),
     LIMITS: (
