@@ -263,7 +263,6 @@ class Synthesizer:
                     await window.acquire()
                     stream = self._pool.stream(voice.name, segment, sampling)
                     feeds.put_nowait(_TokenFeed(stream, len(segment), progress.tokens))
-            progress.text_done = True
             feeds.put_nowait(_END)
         except Exception as err:  # reaches the consumer in order, after earlier audio
             feeds.put_nowait(err)

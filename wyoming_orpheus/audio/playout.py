@@ -163,7 +163,6 @@ class Progress:
     """The real-time factor its LLM server had on its last requests (None: never measured)."""
     chars: int = 0
     """Spoken characters known so far (streamed text grows)."""
-    text_done: bool = False
     segment: int = 0
     """The segment being spoken (a new one may be held at its start)."""
     meter: RateMeter = field(default_factory=RateMeter)

@@ -147,6 +147,8 @@ class ManagedLlamaServer:
         self.port = free_port()
         self.gpus: list[str] | None = None
         """What the binary's `--list-devices` named; None when it cannot tell."""
+        self.host_gpus: list[str] = []
+        """The GPUs this machine shows (nvidia-smi, device nodes), whatever the build can use."""
         self.gpu_unused: str | None = None
         """Why a GPU this machine shows goes unused (a WARNING at start, /health)."""
         self.state = "downloading"
@@ -168,6 +170,7 @@ class ManagedLlamaServer:
         check_args(settings.llama_server_args, binary_options(binary), binary)
         server = cls(binary, settings.llama_server_args)
         server.gpus = gpu_devices(binary)
+        server.host_gpus = host_gpus()  # runs nvidia-smi: here, before anything serves
         _LOGGER.info(
             "Managed mode: no LLM server configured, running %s (GPUs: %s)",
             binary,
@@ -190,7 +193,7 @@ class ManagedLlamaServer:
         command = build_command(self.binary, model, self.port, sizing, self._extra)
         # NOTE: issue 24: a GPU box whose llama-server is a CPU build was 10-20x slower than
         # real time with nothing but "GPUs: none" at INFO to say why.
-        self.gpu_unused = gpu_unused(host_gpus(), self.gpus, sizing.gpu_layers)
+        self.gpu_unused = gpu_unused(self.host_gpus, self.gpus, sizing.gpu_layers)
         if self.gpu_unused is not None:
             _LOGGER.warning("The GPU goes unused: %s", self.gpu_unused)
         _LOGGER.info(
