@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 import torch
 
+from tests.managed_process import ManagedProcess, stop_and_show
 from tests.stand_ins.llm_server import OrpheusStandIn
 from tests.stand_ins.snac_model import write_snac_model
+from tests.stand_ins.tiny_orpheus_gguf import write_tiny_orpheus
 from wyoming_orpheus.config import Settings, UpstreamSettings
 from wyoming_orpheus.decode.snac import load_snac
 from wyoming_orpheus.engine import Engine
@@ -24,6 +26,20 @@ from wyoming_orpheus.wyoming_server.listener import WyomingServer
 def snac_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The narrow SNAC stand-in (real rates and reach), random weights, noise off."""
     return write_snac_model(tmp_path_factory.mktemp("snac"), seed=0, noise=False, narrow=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny GGUF with Orpheus's token layout that the real llama-server serves."""
+    return write_tiny_orpheus(tmp_path_factory.mktemp("gguf") / "orpheus-tiny-q8_0.gguf")
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[list[ManagedProcess]]:
+    """Server processes a test starts; killed (with their llama-servers) afterwards."""
+    started: list[ManagedProcess] = []
+    yield started
+    await stop_and_show(started)
 
 
 @pytest.fixture(scope="session")

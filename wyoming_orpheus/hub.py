@@ -137,7 +137,7 @@ def fetch_file(repo: str, filename: str, downloads: Downloads) -> Path:
     download = downloads.start(f"{repo}/{filename}")
     try:
         _resume_blob(repo, filename, download)
-        path = hf_hub_download(repo, filename, tqdm_class=_progress_class(download))
+        path = hf_hub_download(repo, filename, tqdm_class=progress_class(download))
     except GatedRepoError:
         raise HubError(f"hub repository {repo} is gated: accept its terms, set HF_TOKEN") from None
     except RepositoryNotFoundError:
@@ -204,7 +204,7 @@ def _resume_blob(repo: str, filename: str, download: Download) -> None:
             headers=build_hf_headers(),
             expected_size=meta.size,
             displayed_filename=filename,
-            tqdm_class=_progress_class(download),
+            tqdm_class=progress_class(download),
         )
     partial.replace(blob)
 
@@ -243,7 +243,7 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
-def _progress_class(download: Download) -> type[tqdm]:
+def progress_class(download: Download) -> type[tqdm]:
     """A tqdm class for huggingface_hub: a bar on a terminal, else a log line every few s."""
     on_terminal = sys.stderr.isatty()
 

