@@ -404,3 +404,15 @@ def test_a_build_runs_with_the_libraries_beside_it_and_a_system_binary_untouched
     env = own_libraries(binary)
     assert env is not None and env["LD_LIBRARY_PATH"].split(os.pathsep)[0] == str(binary.parent)
     assert own_libraries(Path("/usr/bin/env")) is None
+
+
+def test_a_build_that_cannot_start_says_why_and_one_that_can_says_nothing(tmp_path: Path) -> None:
+    assert start_failure(llama_server.binary()) is None
+    crashing = tmp_path / "crashing" / "llama-server"  # a GPU driver that crashes when asked
+    crashing.parent.mkdir()
+    crashing.write_text("#!/bin/sh\necho 'ggml_vulkan: Found 1 Vulkan devices:'\nkill -SEGV $$\n")
+    crashing.chmod(0o755)
+    why = start_failure(crashing) or ""
+    assert "Found 1 Vulkan devices" in why and "killed by signal 11" in why
+    missing = tmp_path / "missing" / "llama-server"
+    assert "No such file" in (start_failure(missing) or "")

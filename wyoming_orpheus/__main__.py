@@ -20,7 +20,7 @@ from .decode.hardware import DeviceFacts, Tier, select_tier
 from .decode.snac import CodecLoadError, local_snac_dir
 from .engine import Engine
 from .http_api import HttpServer, HttpState
-from .hub import Downloads, HubError, fetch_gguf
+from .hub import Downloads, HubError, fetch_gguf, parse_gguf_spec
 from .upstream.llama_release import ReleaseError, fetch_for_host
 from .upstream.managed import ManagedLlamaServer, size_for
 from .wyoming_server.discovery import Advertiser
@@ -53,7 +53,9 @@ async def serve(settings: Settings) -> None:
             await http.start()
         hardware = select_tier(settings)
         if managed is not None:
-            local_snac_dir(settings.snac_model)  # a wrong path fails before a long download
+            # A wrong path fails before a long download (llama.cpp's release, the GGUF).
+            local_snac_dir(settings.snac_model)
+            parse_gguf_spec(settings.llm_gguf)
             started = await _start_managed(settings, managed, hardware, downloads, stop)
             if started is None:
                 return  # stopped while downloading

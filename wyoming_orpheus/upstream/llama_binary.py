@@ -80,15 +80,21 @@ def _ask(binary: Path, option: str) -> subprocess.CompletedProcess[str]:
 
 
 def start_failure(binary: Path) -> str | None:
-    """Say why the binary cannot start at all (a missing library, a wrong glibc); None: it can."""
+    """Say why the binary cannot start at all (a missing library, a wrong glibc); None: it can.
+
+    NOTE: `--list-devices` loads the backends and asks each for its devices, so a GPU driver
+    that crashes the process when asked is caught here too, not by a restart loop.
+    """
     try:
-        ran = _ask(binary, "--version")
+        ran = _ask(binary, "--list-devices")
     except (OSError, subprocess.TimeoutExpired) as err:
         return str(err)
     if ran.returncode == 0:
         return None
     lines = [line.strip() for line in (ran.stderr + ran.stdout).splitlines() if line.strip()]
-    return "; ".join(lines[-3:]) or f"--version exited with code {ran.returncode}"
+    code = ran.returncode
+    ended = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+    return "; ".join([*lines[-3:], f"--list-devices: {ended}"])
 
 
 def binary_options(binary: Path) -> frozenset[str]:

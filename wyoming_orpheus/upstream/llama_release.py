@@ -170,9 +170,10 @@ def pick_asset(release: Any, tag: str, variant: str) -> Asset:
             f"llama.cpp release {tag} gives no sha256 digest for {chosen['name']}, so it cannot "
             "be verified; a mirror must serve GitHub's release JSON with each asset's digest"
         )
+    size = chosen.get("size")
     return Asset(
         str(chosen["name"]),
-        int(chosen.get("size") or 0),
+        size if isinstance(size, int) and size > 0 else 0,  # 0: unknown, not checked
         digest.removeprefix("sha256:").lower(),
         str(chosen.get("browser_download_url") or ""),
     )
