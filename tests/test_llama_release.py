@@ -188,10 +188,11 @@ async def test_a_download_killed_midway_resumes_at_the_next_start(
     args, env = [*RELEASE, *model_args(tiny_gguf, snac_dir)], release_env(release, tmp_path)
     first = await start_managed(tmp_path, args, env, "first")
     servers.append(first)
-    await first.wait_health(lambda _, b: any(d["bytes_done"] > 0 for d in b.get("downloading", [])))
+    partial = cache_of(tmp_path) / f"{CPU_ASSET}.incomplete"
+    # On disk, not only counted: the progress is counted before each piece is written.
+    await first.wait_health(lambda _, b: partial.exists() and partial.stat().st_size > 0)
     first.process.kill()  # the power goes out mid-download
     await first.process.wait()
-    partial = cache_of(tmp_path) / f"{CPU_ASSET}.incomplete"
     kept = partial.stat().st_size
     assert 0 < kept < size
     assert leftovers(cache_of(tmp_path)) == [partial.name]  # nothing that looks whole
@@ -416,3 +417,21 @@ def test_a_build_that_cannot_start_says_why_and_one_that_can_says_nothing(tmp_pa
     assert "Found 1 Vulkan devices" in why and "killed by signal 11" in why
     missing = tmp_path / "missing" / "llama-server"
     assert "No such file" in (start_failure(missing) or "")
+
+
+async def test_two_starts_sharing_a_cache_fetch_the_build_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, builds: dict[str, bytes]
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    release = ReleaseStandIn(TAG, {CPU_ASSET: builds["cpu"]})
+    release.link.bytes_per_second = len(builds["cpu"]) / 1.5  # both start before it is done
+    await release.start()
+    try:
+        both = await asyncio.gather(
+            *(asyncio.to_thread(fetch_build, release.api, TAG, CPU, Downloads()) for _ in "ab")
+        )
+    finally:
+        await release.stop()
+    assert both[0] == both[1] and start_failure(both[0]) is None
+    assert len(release.downloads_of(CPU_ASSET)) == 1
+    assert leftovers(tmp_path / "wyoming-orpheus" / "llama.cpp") == [f"{TAG}-{CPU}"]

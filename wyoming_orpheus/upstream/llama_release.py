@@ -136,13 +136,21 @@ def fetch_build(api: str, tag: str, variant: str, downloads: Downloads) -> Path:
     if cached is not None:
         _LOGGER.info("llama.cpp %s (%s) from the cache: %s", tag, variant, cached)
         return cached
+    from huggingface_hub.utils import WeakFileLock
+
     asset = pick_asset(_release(api, tag), tag, variant)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    archive = _download(asset, folder.parent, downloads)
-    try:
-        return _unpack(archive, folder, asset.name)
-    finally:
-        archive.unlink(missing_ok=True)  # unpacked or refused: the archive is not kept
+    # Two starts sharing a cache (two services, a restart loop): one fetches, the other waits
+    # and then finds it cached.
+    with WeakFileLock(folder.parent / f".{asset.name}.lock"):
+        cached = server_in(folder)
+        if cached is not None:
+            return cached
+        archive = _download(asset, folder.parent, downloads)
+        try:
+            return _unpack(archive, folder, asset.name)
+        finally:
+            archive.unlink(missing_ok=True)  # unpacked or refused: the archive is not kept
 
 
 def server_in(folder: Path) -> Path | None:
@@ -220,12 +228,11 @@ def _first_line(err: BaseException) -> str:
 def _download(asset: Asset, into: Path, downloads: Downloads) -> Path:
     """Download an asset beside the cache, resuming a partial one; return it once verified."""
     from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import WeakFileLock
 
     partial = into / f"{asset.name}.incomplete"
     download = downloads.start(asset.name)
     try:
-        with WeakFileLock(into / f".{asset.name}.lock"), partial.open("ab") as sink:
+        with partial.open("ab") as sink:
             if asset.size and sink.tell() > asset.size:
                 sink.truncate(0)  # not a prefix of this asset: start over
             http_get(
