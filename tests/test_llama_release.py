@@ -12,7 +12,7 @@ import io
 import os
 import platform
 import tarfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,22 @@ def model_args(gguf: Path, snac_dir: Path) -> list[str]:
 
 
 RELEASE = ["--llama-server", "release"]
+Start = Callable[..., Awaitable[ManagedProcess]]
+
+
+@pytest.fixture
+def start_release(
+    tmp_path: Path, servers: list[ManagedProcess], tiny_gguf: Path, snac_dir: Path
+) -> Start:
+    """Start a server that takes llama.cpp's release (--llama-server release) for the tiny model."""
+
+    async def start(env: dict[str, str], name: str = "server") -> ManagedProcess:
+        args = [*RELEASE, *model_args(tiny_gguf, snac_dir)]
+        server = await start_managed(tmp_path, args, env, name)
+        servers.append(server)
+        return server
+
+    return start
 
 
 def leftovers(root: Path) -> list[str]:
@@ -177,17 +193,12 @@ async def test_script_run_on_a_fresh_machine_fetches_the_release_and_speaks_on_b
 
 @pytest.mark.slow
 async def test_a_download_killed_midway_resumes_at_the_next_start(
-    tmp_path: Path,
-    servers: list[ManagedProcess],
-    release: ReleaseStandIn,
-    tiny_gguf: Path,
-    snac_dir: Path,
+    tmp_path: Path, release: ReleaseStandIn, start_release: Start
 ) -> None:
     size = len(release.assets[CPU_ASSET])
     release.link.bytes_per_second = size / 6
-    args, env = [*RELEASE, *model_args(tiny_gguf, snac_dir)], release_env(release, tmp_path)
-    first = await start_managed(tmp_path, args, env, "first")
-    servers.append(first)
+    env = release_env(release, tmp_path)
+    first = await start_release(env, "first")
     partial = cache_of(tmp_path) / f"{CPU_ASSET}.incomplete"
     # On disk, not only counted: the progress is counted before each piece is written.
     await first.wait_health(lambda _, b: partial.exists() and partial.stat().st_size > 0)
@@ -198,8 +209,7 @@ async def test_a_download_killed_midway_resumes_at_the_next_start(
     assert leftovers(cache_of(tmp_path)) == [partial.name]  # nothing that looks whole
 
     release.link.bytes_per_second = None
-    second = await start_managed(tmp_path, args, env, "second")
-    servers.append(second)
+    second = await start_release(env, "second")
     await second.wait_ready()
     resumed = release.downloads_of(CPU_ASSET)[-1]
     assert resumed.range is not None and 0 < int(resumed.range[6:].rstrip("-")) <= kept
@@ -209,16 +219,10 @@ async def test_a_download_killed_midway_resumes_at_the_next_start(
 
 @pytest.mark.slow
 async def test_a_connection_cut_mid_download_is_resumed_in_the_same_start(
-    tmp_path: Path,
-    servers: list[ManagedProcess],
-    release: ReleaseStandIn,
-    tiny_gguf: Path,
-    snac_dir: Path,
+    tmp_path: Path, release: ReleaseStandIn, start_release: Start
 ) -> None:
     cut = release.link.cut_after = len(release.assets[CPU_ASSET]) * 3 // 4  # past 10 MiB
-    args = [*RELEASE, *model_args(tiny_gguf, snac_dir)]
-    server = await start_managed(tmp_path, args, release_env(release, tmp_path))
-    servers.append(server)
+    server = await start_release(release_env(release, tmp_path))
     await server.wait_ready()
     first, *_, last = release.downloads_of(CPU_ASSET)
     assert first.range is None and last.range is not None
@@ -261,15 +265,10 @@ async def test_a_corrupt_download_is_refused_and_nothing_is_cached(
 
 @pytest.mark.slow
 async def test_a_machine_showing_a_gpu_gets_the_vulkan_build_and_hears_what_it_lacks(
-    tmp_path: Path,
-    servers: list[ManagedProcess],
-    release: ReleaseStandIn,
-    tiny_gguf: Path,
-    snac_dir: Path,
+    tmp_path: Path, release: ReleaseStandIn, start_release: Start
 ) -> None:
     env = {**with_gpu(tmp_path), **release_env(release, tmp_path)}
-    server = await start_managed(tmp_path, [*RELEASE, *model_args(tiny_gguf, snac_dir)], env)
-    servers.append(server)
+    server = await start_release(env)
     body = await server.wait_ready()
     assert release.downloads_of(VULKAN_ASSET) and not release.downloads_of(CPU_ASSET)
     unused = body["llm_server"]["gpu_unused"]
@@ -281,17 +280,11 @@ async def test_a_machine_showing_a_gpu_gets_the_vulkan_build_and_hears_what_it_l
 
 @pytest.mark.slow
 async def test_a_vulkan_build_that_cannot_start_gives_way_to_the_cpu_build(
-    tmp_path: Path,
-    servers: list[ManagedProcess],
-    release: ReleaseStandIn,
-    builds: dict[str, bytes],
-    tiny_gguf: Path,
-    snac_dir: Path,
+    tmp_path: Path, release: ReleaseStandIn, builds: dict[str, bytes], start_release: Start
 ) -> None:
     release.assets[VULKAN_ASSET] = builds["broken"]
     env = {**with_gpu(tmp_path), **release_env(release, tmp_path)}
-    server = await start_managed(tmp_path, [*RELEASE, *model_args(tiny_gguf, snac_dir)], env)
-    servers.append(server)
+    server = await start_release(env)
     body = await server.wait_ready()
     assert release.downloads_of(VULKAN_ASSET) and release.downloads_of(CPU_ASSET)
     log = server.log()
