@@ -95,8 +95,7 @@ def check_glibc(found: str | None) -> None:
     needed = ".".join(map(str, GLIBC_NEEDED))
     raise ReleaseError(
         f"llama.cpp's prebuilt Linux builds need glibc >= {needed}; this system has "
-        f"{found or 'no glibc (musl?)'}: build one with script/llama-server (cmake, a C++ "
-        "compiler), or use the Docker image with docker/compose.yaml"
+        f"{found or 'no glibc (musl?)'}; get llama-server another way: {WAYS_TO_GET_ONE}"
     )
 
 
