@@ -30,7 +30,7 @@ from tests.managed_process import (
 from tests.stand_ins import llama_server
 from tests.stand_ins.llama_release import ReleaseStandIn, build_files, pack_tar, pack_zip
 from wyoming_orpheus.hub import Downloads
-from wyoming_orpheus.upstream.llama_binary import own_libraries, start_failure
+from wyoming_orpheus.upstream.llama_binary import Devices, list_devices, own_libraries
 from wyoming_orpheus.upstream.llama_release import (
     TAG,
     ReleaseError,
@@ -361,7 +361,7 @@ async def test_a_zip_with_llama_server_deeper_down_is_found_runs_and_is_cached(
             "bin",
             "llama-server",
         )
-        assert start_failure(binary) is None  # executable, with the libraries it needs
+        assert list_devices(binary).failure is None  # executable, with the libraries it needs
         asked = len(release.requests)
         again = await asyncio.to_thread(fetch_build, release.api, TAG, "ubuntu-x64", downloads)
         assert again == binary and len(release.requests) == asked  # from the cache
@@ -401,15 +401,15 @@ def test_a_build_runs_with_the_libraries_beside_it_and_a_system_binary_untouched
 
 
 def test_a_build_that_cannot_start_says_why_and_one_that_can_says_nothing(tmp_path: Path) -> None:
-    assert start_failure(llama_server.binary()) is None
+    assert list_devices(llama_server.binary()) == Devices(gpus=[])  # starts; a CPU build
     crashing = tmp_path / "crashing" / "llama-server"  # a GPU driver that crashes when asked
     crashing.parent.mkdir()
     crashing.write_text("#!/bin/sh\necho 'ggml_vulkan: Found 1 Vulkan devices:'\nkill -SEGV $$\n")
     crashing.chmod(0o755)
-    why = start_failure(crashing) or ""
+    why = list_devices(crashing).failure or ""
     assert "Found 1 Vulkan devices" in why and "killed by signal 11" in why
     missing = tmp_path / "missing" / "llama-server"
-    assert "No such file" in (start_failure(missing) or "")
+    assert "No such file" in (list_devices(missing).failure or "")
 
 
 async def test_two_starts_sharing_a_cache_fetch_the_build_once(
@@ -425,6 +425,6 @@ async def test_two_starts_sharing_a_cache_fetch_the_build_once(
         )
     finally:
         await release.stop()
-    assert both[0] == both[1] and start_failure(both[0]) is None
+    assert both[0] == both[1] and list_devices(both[0]).failure is None
     assert len(release.downloads_of(CPU_ASSET)) == 1
     assert leftovers(tmp_path / "wyoming-orpheus" / "llama.cpp") == [f"{TAG}-{CPU}"]

@@ -84,16 +84,16 @@ async def _start_managed(
     """Fetch what is missing (the binary, the GGUF), start llama-server, and return settings
     that call it (None: stopped)."""
     if managed.binary is None:
-        binary = await _unless_stopped(
+        found = await _unless_stopped(
             _in_daemon_thread(
                 fetch_for_host, settings.llama_release_api, managed.host_gpus, downloads
             ),
             stop,
         )
-        if binary is None:
+        if found is None:
             return None
-        # use() runs it (--help, --list-devices): in a thread, as the doors are open now.
-        await _unless_stopped(_in_daemon_thread(managed.use, binary), stop)
+        # use() runs it (--help): in a thread, as the doors are open now.
+        await _unless_stopped(_in_daemon_thread(managed.use, *found), stop)
         if managed.binary is None:
             return None  # stopped before it was checked
     fetch = _in_daemon_thread(fetch_gguf, settings.llm_gguf, downloads)

@@ -150,7 +150,7 @@ def fetch_file(repo: str, filename: str, downloads: Downloads) -> Path:
             "set) and the file is not in the hub cache; connect once, or give a local path"
         ) from None
     except HfHubHTTPError as err:
-        raise HubError(f"cannot download {repo}/{filename}: {_first_line(err)}") from None
+        raise HubError(f"cannot download {repo}/{filename}: {first_line(err)}") from None
     except OSError as err:
         # A full disk, a read-only cache: the partial file stays `.incomplete`, never whole.
         raise HubError(
@@ -222,9 +222,9 @@ def _repo_files(repo: str) -> list[str]:
     except RepositoryNotFoundError:
         raise HubError(_no_repo(repo)) from None
     except HfHubHTTPError as err:
-        raise HubError(f"cannot list hub repository {repo}: {_first_line(err)}") from None
+        raise HubError(f"cannot list hub repository {repo}: {first_line(err)}") from None
     except Exception as err:  # offline or unreachable (huggingface_hub's HTTP client errors)
-        _LOGGER.info("Hub not reachable (%s); looking for %s in the cache", _first_line(err), repo)
+        _LOGGER.info("Hub not reachable (%s); looking for %s in the cache", first_line(err), repo)
     try:
         folder = Path(snapshot_download(repo, local_files_only=True, allow_patterns=["*.gguf"]))
     except Exception:
@@ -239,7 +239,8 @@ def _no_repo(repo: str) -> str:
     return f"no hub repository {repo} (or it is private: set HF_TOKEN)"
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """Return an error's first line: what a one-line start error quotes of it."""
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 

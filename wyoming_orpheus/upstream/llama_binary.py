@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import ConfigError
@@ -79,24 +80,6 @@ def _ask(binary: Path, option: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def start_failure(binary: Path) -> str | None:
-    """Say why the binary cannot start at all (a missing library, a wrong glibc); None: it can.
-
-    NOTE: `--list-devices` loads the backends and asks each for its devices, so a GPU driver
-    that crashes the process when asked is caught here too, not by a restart loop.
-    """
-    try:
-        ran = _ask(binary, "--list-devices")
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return str(err)
-    if ran.returncode == 0:
-        return None
-    lines = [line.strip() for line in (ran.stderr + ran.stdout).splitlines() if line.strip()]
-    code = ran.returncode
-    ended = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-    return "; ".join([*lines[-3:], f"--list-devices: {ended}"])
-
-
 def binary_options(binary: Path) -> frozenset[str]:
     """Every option the binary lists in its --help."""
     try:
@@ -109,21 +92,39 @@ def binary_options(binary: Path) -> frozenset[str]:
     return options
 
 
-def gpu_devices(binary: Path) -> list[str] | None:
-    """The GPUs this llama-server build can use (`--list-devices`); None if it cannot say.
+@dataclass(frozen=True)
+class Devices:
+    """What `--list-devices` says of a build: whether it starts, and the GPUs it can use."""
+
+    gpus: list[str] | None
+    """The GPUs it lists; None if it cannot say."""
+    failure: str | None = None
+    """Why it cannot start at all (a missing library, a wrong glibc, a crash); None: it can."""
+
+
+def list_devices(binary: Path) -> Devices:
+    """Run `--list-devices` once: the build's GPUs, or why it cannot start.
 
     NOTE: the build decides, not PyTorch: a CUDA llama-server next to a CPU-only torch (or
-    `--device cpu` for SNAC) still offloads, and a CPU build on a GPU machine cannot.
+    `--device cpu` for SNAC) still offloads, and a CPU build on a GPU machine cannot. The
+    option loads the backends and asks each for its devices, so a GPU driver that crashes
+    the process when asked shows here, not as a restart loop.
     """
     try:
         listed = _ask(binary, "--list-devices")
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return Devices(None, str(err))
+    if listed.returncode != 0:
+        output = (listed.stderr + listed.stdout).splitlines()
+        lines = [line.strip() for line in output if line.strip()]
+        code = listed.returncode
+        ended = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        return Devices(None, "; ".join([*lines[-3:], f"--list-devices: {ended}"]))
     lines = listed.stdout.splitlines()
-    if listed.returncode != 0 or "Available devices:" not in lines:
-        return None
+    if "Available devices:" not in lines:
+        return Devices(None)
     devices = [line.strip() for line in lines[lines.index("Available devices:") + 1 :]]
-    return [d for d in devices if d and d != "(none)"]
+    return Devices([d for d in devices if d and d != "(none)"])
 
 
 def host_gpus() -> list[str]:

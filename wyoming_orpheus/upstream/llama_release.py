@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..hub import Downloads, progress_class
-from .llama_binary import VULKAN_NEEDS, WAYS_TO_GET_ONE, start_failure
+from ..hub import Downloads, first_line, progress_class
+from .llama_binary import VULKAN_NEEDS, WAYS_TO_GET_ONE, Devices, list_devices
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -99,8 +99,9 @@ def check_glibc(found: str | None) -> None:
     )
 
 
-def fetch_for_host(api: str, gpus: Sequence[str], downloads: Downloads) -> Path:
-    """Return a llama-server of the release for this machine, fetched if not yet cached.
+def fetch_for_host(api: str, gpus: Sequence[str], downloads: Downloads) -> tuple[Path, Devices]:
+    """Return a llama-server of the release for this machine (fetched if not yet cached) and
+    what its `--list-devices` said.
 
     A GPU showing picks the Vulkan build; one that cannot even start (no Vulkan loader, a
     library it needs missing) gives way to the CPU build, and the log says why.
@@ -109,23 +110,23 @@ def fetch_for_host(api: str, gpus: Sequence[str], downloads: Downloads) -> Path:
         check_glibc(_glibc())
     variant = variant_for(platform.system(), platform.machine(), gpus)
     binary = fetch_build(api, TAG, variant, downloads)
-    failure = start_failure(binary)
-    if failure is not None and variant != cpu_variant(variant):
+    devices = list_devices(binary)
+    if devices.failure is not None and variant != cpu_variant(variant):
         _LOGGER.warning(
             "llama.cpp's %s build cannot start here (%s); %s. Using the CPU build instead.",
             variant,
-            failure,
+            devices.failure,
             VULKAN_NEEDS,
         )
         variant = cpu_variant(variant)
         binary = fetch_build(api, TAG, variant, downloads)
-        failure = start_failure(binary)
-    if failure is not None:
+        devices = list_devices(binary)
+    if devices.failure is not None:
         raise ReleaseError(
-            f"llama.cpp's {variant} build ({binary}) cannot start here: {failure}; "
+            f"llama.cpp's {variant} build ({binary}) cannot start here: {devices.failure}; "
             f"{WAYS_TO_GET_ONE}"
         )
-    return binary
+    return binary, devices
 
 
 def fetch_build(api: str, tag: str, variant: str, downloads: Downloads) -> Path:
@@ -212,16 +213,12 @@ def _release(api: str, tag: str) -> Any:
 
 
 def _unreachable(url: str, err: BaseException) -> str:
-    why = _first_line(err)
+    why = first_line(err)
     return (
         f"no llama-server here and llama.cpp's prebuilt release cannot be fetched ({url}: "
         f"{why}) and none is cached; connect once (it is kept in {cache_root()}), point "
         f"llama_release_api at a mirror, or get one another way: {WAYS_TO_GET_ONE}"
     )
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def _download(asset: Asset, into: Path, downloads: Downloads) -> Path:
@@ -244,7 +241,7 @@ def _download(asset: Asset, into: Path, downloads: Downloads) -> Path:
             )
     except Exception as err:  # a full disk; the link lost for good; huggingface_hub's HTTP errors
         raise ReleaseError(
-            f"cannot download {asset.name} ({asset.url}): {_first_line(err)}; run again to resume "
+            f"cannot download {asset.name} ({asset.url}): {first_line(err)}; run again to resume "
             f"({partial} is kept)"
         ) from None
     finally:

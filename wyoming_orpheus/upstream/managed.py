@@ -29,13 +29,14 @@ from .completion import UpstreamBroken, UpstreamError, UpstreamUnreachable, max_
 from .llama_binary import (
     HOST,
     RELEASE,
+    Devices,
     binary_options,
     check_args,
     find_binary,
-    gpu_devices,
     gpu_unused,
     host_gpus,
     is_vulkan_build,
+    list_devices,
     own_libraries,
 )
 
@@ -187,11 +188,12 @@ class ManagedLlamaServer:
             )
         return server
 
-    def use(self, binary: Path) -> None:
-        """Run this binary: check the pass-through options against it, ask it for its GPUs."""
+    def use(self, binary: Path, devices: Devices | None = None) -> None:
+        """Run this binary: check the pass-through options against it, ask it for its GPUs
+        (unless its `--list-devices` was read already)."""
         check_args(self._extra, binary_options(binary), binary)
         self.binary = binary
-        self.gpus = gpu_devices(binary)
+        self.gpus = (devices or list_devices(binary)).gpus
         _LOGGER.info(
             "Managed mode: no LLM server configured, running %s (GPUs: %s)",
             binary,
