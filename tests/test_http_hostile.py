@@ -421,3 +421,28 @@ async def test_newlines_in_http_input_cannot_forge_log_lines(
                 assert response.status == 400
     assert "unknown voice" in caplog.text
     assert not any(line.startswith("2026-01-01") for line in caplog.text.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b'{"input": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "nested too deeply"),
+        (b'{"input": "Hi.", "speed": ' + b"9" * 5000 + b"}", "integer string conversion"),
+        (b'{"input": "Hi.", "speed": 1e999999}', "'speed' must be a number"),
+        (b'{"input": "\\ud800"}', ""),  # a lone surrogate: refused or spoken, never a 500
+    ],
+    ids=["deep", "digits", "infinity", "surrogate"],
+)
+async def test_hostile_json_is_the_clients_mistake_400_and_no_error_logged(
+    http_url: str, caplog: pytest.LogCaptureFixture, body: bytes, fragment: str
+) -> None:
+    # NOTE: issue 31: a body nested 50,000 deep or a 5,000-digit number was a 500 with an
+    # ERROR traceback in the log.
+    async with aiohttp.ClientSession() as session:
+        headers = {"Content-Type": "application/json"}
+        async with session.post(http_url + SPEECH, data=body, headers=headers) as response:
+            status, text = response.status, await response.text()
+    assert status < 500, text
+    if fragment:
+        assert status == 400 and fragment in json.loads(text)["error"]["message"], text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

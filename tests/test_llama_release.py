@@ -393,6 +393,36 @@ async def test_an_archive_reaching_outside_its_folder_is_refused_and_not_cached(
     assert leftovers(tmp_path / "wyoming-orpheus" / "llama.cpp") == []
 
 
+async def test_an_asset_declared_too_big_is_refused_before_any_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    release = ReleaseStandIn(TAG, {CPU_ASSET: b"small"}, sizes={CPU_ASSET: 60 * 10**9})
+    await release.start()
+    try:
+        with pytest.raises(ReleaseError, match="60000000000 bytes, more than the .* refused"):
+            await asyncio.to_thread(fetch_build, release.api, TAG, CPU, Downloads())
+    finally:
+        await release.stop()
+    assert release.downloads_of(CPU_ASSET) == []
+
+
+async def test_a_body_longer_than_declared_is_not_kept_to_fail_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    release = ReleaseStandIn(TAG, {CPU_ASSET: b"x" * 4096}, sizes={CPU_ASSET: 1000})
+    await release.start()
+    try:
+        for _ in range(2):  # the same clear answer each run: no partial file to "resume"
+            with pytest.raises(ReleaseError, match="sent more than the 1000 bytes"):
+                await asyncio.to_thread(fetch_build, release.api, TAG, CPU, Downloads())
+    finally:
+        await release.stop()
+    assert all(r.range is None for r in release.downloads_of(CPU_ASSET))
+    assert leftovers(tmp_path / "wyoming-orpheus" / "llama.cpp") == []
+
+
 def test_a_build_runs_with_the_libraries_beside_it_and_a_system_binary_untouched() -> None:
     binary = llama_server.binary()
     env = own_libraries(binary)

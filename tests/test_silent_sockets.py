@@ -256,6 +256,34 @@ async def test_http_newcomer_is_refused_only_when_every_connection_has_a_request
             assert answer.status == 200
 
 
+async def test_the_http_limit_holds_under_a_burst_of_silent_connections(
+    make_settings: Callable[..., object], engine_factory, http_factory
+) -> None:
+    # NOTE: issue 31: 40 connections opened at once under a limit of 20 stayed open until the
+    # header timeout: the one just closed was still listed, so it was "closed" 20 times.
+    engine = await engine_factory(make_settings(http_max_connections=20, http_header_timeout=60))
+    port = int((await http_factory(engine)).rsplit(":", 1)[1])
+    opened = await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in range(40)))
+
+    async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+        try:
+            return await asyncio.wait_for(reader.read(), 3.0) == b""
+        except (TimeoutError, ConnectionError):
+            return False
+
+    try:
+        closed = await asyncio.gather(*(closed_by_server(reader) for reader, _ in opened))
+    finally:
+        for _, writer in opened:
+            writer.close()
+    assert sum(closed) >= 20, f"only {sum(closed)} of 40 closed under a limit of 20"
+    async with (  # and a newcomer is served
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/health") as answer,
+    ):
+        assert answer.status == 200
+
+
 # --- the open-file limit ---
 
 

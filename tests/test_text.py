@@ -73,3 +73,77 @@ def test_segments_never_exceed_the_limit_and_keep_every_word(pieces: list[str]) 
     segments = split_segments(clean_text(text), 50)
     assert all(0 < len(s) <= 50 for s in segments)
     assert "".join("".join(segments).split()) == "".join(clean_text(text).split())
+
+
+# --- issue 31: hostile SSML and text that once held the event loop ---
+
+
+@pytest.mark.parametrize(
+    ("ssml", "why"),
+    [
+        ('<!DOCTYPE s [<!ENTITY a "aa">]><speak>&a;</speak>', "DOCTYPE, DTD or entity"),
+        ('<!DOCTYPE s SYSTEM "file:///etc/passwd"><speak>x</speak>', "DOCTYPE, DTD or entity"),
+        ("<speak>" + "<p>" * 5000 + "x" + "</p>" * 5000 + "</speak>", "nested deeper than 64"),
+        ("<speak>&undefined;</speak>", "undefined entity"),
+    ],
+    ids=["entities", "external", "deep", "undefined"],
+)
+def test_hostile_ssml_is_bad_text_not_a_crash(ssml: str, why: str) -> None:
+    with pytest.raises(TextError, match=why):
+        ssml_to_parts(ssml)
+
+
+def test_ssml_nested_within_the_bound_is_spoken() -> None:
+    assert ssml_to_parts("<speak>" + "<p>" * 60 + "x" + "</p>" * 60 + "</speak>") == ["x"]
+
+
+_SENTENCE = st.builds(
+    lambda first, rest, end: f"{first}{rest}{end}",
+    st.sampled_from(["The", "A", "Dr", "Mr", "It", "We", "Über", "一个"]),
+    st.text(alphabet="abc de,'\"", max_size=40),
+    st.sampled_from([".", "!", "?", "...", '."', "。", "", "\n\n"]),
+)
+
+
+@given(st.lists(_SENTENCE, max_size=12), st.integers(1, 50))
+def test_the_splitter_matches_sentence_stream_in_any_chunking(
+    sentences: list[str], chunk: int
+) -> None:
+    from sentence_stream import stream_to_sentences
+
+    from wyoming_orpheus.text import SentenceSplitter, split_sentences
+
+    text = " ".join(sentences)
+    expected = [s.strip() for s in stream_to_sentences([text]) if s.strip()]
+    assert split_sentences(text) == expected
+    splitter = SentenceSplitter()
+    streamed: list[str] = []
+    for start in range(0, len(text), chunk):
+        streamed += splitter.add(text[start : start + chunk])
+    streamed += splitter.finish()
+    assert [s.strip() for s in streamed if s.strip()] == expected
+
+
+def test_a_run_with_no_sentence_end_is_cut_at_a_space_within_the_bound() -> None:
+    from wyoming_orpheus.text.sentences import LONGEST_SENTENCE, split_sentences
+
+    words = [f"word{index}" for index in range(5000)]
+    sentences = split_sentences(" ".join(words))
+    assert max(len(s) for s in sentences) <= LONGEST_SENTENCE + 80
+    assert " ".join(sentences).split() == words  # every word once, none cut in two
+    assert split_sentences("x" * 5000) == ["x" * 5000]  # no space at all: one piece
+
+
+@given(st.integers(1, 40))
+def test_a_long_run_streamed_in_chunks_keeps_every_word_whole(chunk: int) -> None:
+    from wyoming_orpheus.text import SentenceSplitter
+
+    words = [f"w{index}" for index in range(1500)]
+    text = " ".join(words)
+    splitter = SentenceSplitter(longest=200)
+    out: list[str] = []
+    for start in range(0, len(text), chunk):
+        out += splitter.add(text[start : start + chunk])
+    out += splitter.finish()
+    assert " ".join(out).split() == words
+    assert max(len(s) for s in out) <= 200 + 80

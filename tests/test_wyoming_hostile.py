@@ -30,8 +30,17 @@ _LENGTHS = st.one_of(
     st.integers(10**7, 10**15),
     st.sampled_from(["12", "many", 1.5, True, None, [], {}]),
 )
+ENTITY_BOMB = (
+    '<!DOCTYPE s [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+    '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]><s>&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;</s>'
+)
+"""~180 characters that expand to 10,000 (issue 31 froze both doors with a bigger one)."""
+DEEP_SSML = "<speak>" + "<p>" * 5000 + "deep" + "</p>" * 5000 + "</speak>"
+SPELLED = '<speak><say-as interpret-as="characters">' + "a" * 120 + "</say-as></speak>"
+"""Under MAX_TEXT as markup, over it as spoken (each letter said apart: 239 characters)."""
 _TEXTS = st.one_of(
     st.just(""),
+    st.sampled_from([ENTITY_BOMB, DEEP_SSML[:MAX_TEXT], SPELLED, "<speak><p>ok</speak>"]),
     st.text(alphabet=" \t\n\r", max_size=5),
     st.text(max_size=40),  # every plane, control characters, right-to-left, emoji
     st.text(min_size=MAX_TEXT, max_size=MAX_TEXT + 50),
@@ -49,6 +58,8 @@ def _event(draw: st.DrawFn) -> bytes:
     data: dict[str, object] = {}
     if draw(st.booleans()):
         data["text"] = draw(st.one_of(_TEXTS, st.integers(), st.none(), st.lists(st.text())))
+    if draw(st.booleans()):
+        data["text_format"] = draw(st.sampled_from(["ssml", "text", "SSML", 7]))
     if draw(st.booleans()):
         data["voice"] = draw(
             st.one_of(
@@ -217,6 +228,10 @@ async def timed_synthesis(port: int, text: str) -> tuple[list[float], int, int]:
         (header({"type": "synthesize", "data": {"text": "a" * (MAX_TEXT + 1)}}), "at most 200"),
         (header({"type": "synthesize", "data": {"text": "Hi", "voice": {"name": "x"}}}),
          "unknown voice 'x'"),
+        (header({"type": "synthesize", "data": {"text": ENTITY_BOMB, "text_format": "ssml"}}),
+         "a DOCTYPE, DTD or entity is not allowed"),
+        (header({"type": "synthesize", "data": {"text": SPELLED, "text_format": "ssml"}}),
+         "the text has 239 characters; this server takes at most 200"),
     ],
 )  # fmt: skip
 async def test_each_kind_of_bad_input_has_its_own_clear_error(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .cli import load_settings
-from .config import ConfigError, Settings, UpstreamSettings
+from .config import ConfigError, Settings, UpstreamSettings, ignored_settings
 from .decode.hardware import DeviceFacts, Tier, select_tier
 from .decode.snac import CodecLoadError, local_snac_dir
 from .engine import Engine
@@ -196,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # would drown in them.
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for said in ignored_settings(settings):
+        _LOGGER.warning("Ignored: %s", said)
     settings = fit_connections(settings, _raise_open_file_limit())
     try:
         asyncio.run(serve(settings))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import ConfigError, Settings
 from .decode.hardware import DeviceFacts, Tier, select_tier
@@ -14,6 +14,7 @@ from .decode.snac import load_snac
 from .decode.streams import warm_up
 from .decode.worker import DecodeWorker
 from .hub import Downloads
+from .loop_lag import LoopLag
 from .metrics import Metrics
 from .synthesis import Synthesizer
 from .text import LexiconError, NormalizeOptions, TextPipeline
@@ -71,6 +72,9 @@ class Engine:
     metrics: Metrics
     managed: ManagedLlamaServer | None = None
     """Managed mode's own llama-server (started and stopped by the entry point)."""
+    lag: LoopLag | None = None
+    """The event loop's lag, sampled while the engine runs (loop_lag.py)."""
+    _lag_task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     async def create(
@@ -98,7 +102,10 @@ class Engine:
         )
         if settings.warm_up:
             await _warm(worker)
-        return cls(settings, facts, tier, pool, worker, synthesizer, metrics, managed)
+        lag = LoopLag(metrics.loop_lag.observe)
+        engine = cls(settings, facts, tier, pool, worker, synthesizer, metrics, managed, lag)
+        engine._lag_task = asyncio.create_task(lag.run())
+        return engine
 
     async def report_llm_speed(self) -> None:
         """Time a short generation; log the LLM's speed against real time (managed mode).
@@ -133,7 +140,10 @@ class Engine:
         self.synthesizer.text.reload_lexicon()
 
     async def close(self) -> None:
-        """Close upstream connections and stop the decode worker."""
+        """Stop watching the loop, close upstream connections and stop the decode worker."""
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            await asyncio.wait([self._lag_task])  # re-raises a cancellation of ours
         await self.pool.close()
         await asyncio.to_thread(self.worker.stop)
 

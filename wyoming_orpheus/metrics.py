@@ -15,6 +15,7 @@ _FIRST_AUDIO_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
 _RTF_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0)
 _STEP_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.06, 0.085, 0.12, 0.2, 0.4, 0.8, 1.6)
 _TOKEN_RATE_BUCKETS = (10, 25, 50, 75, 82, 100, 150, 200, 300, 500, 1000, 2000)
+_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _HOLD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 25.0)
 
 
@@ -87,6 +88,13 @@ class Metrics:
             "orpheus_decode_step_seconds",
             "Time of one SNAC decode call on the decode worker",
             buckets=_STEP_BUCKETS,
+            registry=r,
+        )
+
+        self.loop_lag = Histogram(
+            "orpheus_event_loop_lag_seconds",
+            "How late the event loop woke a 50 ms sleeper: a step held the loop this long",
+            buckets=_LAG_BUCKETS,
             registry=r,
         )
 

@@ -81,6 +81,8 @@ class ReleaseStandIn:
     assets: dict[str, bytes]
     digests: dict[str, str] = field(default_factory=dict)
     """A digest to publish instead of the archive's own (a corrupt download)."""
+    sizes: dict[str, int] = field(default_factory=dict)
+    """A size to publish instead of the archive's own (a lying mirror)."""
     link: Link = field(default_factory=Link)
     requests: list[ReleaseRequest] = field(default_factory=list)
     port: int = 0
@@ -115,7 +117,7 @@ class ReleaseStandIn:
         assets = [
             {
                 "name": name,
-                "size": len(data),
+                "size": self.sizes.get(name, len(data)),
                 "digest": self.digests.get(name, f"sha256:{hashlib.sha256(data).hexdigest()}"),
                 "content_type": "application/gzip",
                 "browser_download_url": f"http://127.0.0.1:{self.port}/download/{self.tag}/{name}",

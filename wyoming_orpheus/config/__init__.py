@@ -18,6 +18,7 @@ from .loading import (
     RawLayer,
     build_settings,
     env_layer,
+    ignored_settings,
     read_dotenv,
     read_yaml_file,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "build_settings",
     "declared",
     "env_layer",
+    "ignored_settings",
     "read_dotenv",
     "read_yaml_file",
 ]

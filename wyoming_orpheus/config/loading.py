@@ -12,8 +12,8 @@ from urllib.parse import urlparse
 import yaml
 
 from .declare import Spec
-from .settings import UPSTREAM_KEYS, ConfigError, Settings, UpstreamSettings, declared
-from .values import split_voices
+from .settings import MANAGED, UPSTREAM_KEYS, ConfigError, Settings, UpstreamSettings, declared
+from .values import excerpt, split_voices
 
 ENV_PREFIX = "ORPHEUS_"
 
@@ -33,24 +33,83 @@ class RawLayer:
     values: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
 
+MAX_FILE_BYTES = 1 << 20
+"""The largest config file or .env read (a documented config file is ~20 kB)."""
+MAX_YAML_DEPTH = 32
+"""How deeply the config file may nest (the deepest setting, upstreams' voices, needs 4)."""
+
+
 def read_yaml_file(path: str) -> RawLayer:
     """Read the YAML config file into a raw layer; unknown keys are errors."""
     label = f"config file {path}"
+    text = read_bounded(Path(path), label)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-        data = yaml.safe_load(text) or {}
-    except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from err
+        data = yaml.load(text, Loader=_ConfigLoader) or {}  # a SafeLoader, see below
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        raise ConfigError(f"{label} is not valid YAML: {_yaml_problem(err)}") from None
+    except RecursionError:  # the composer bounds nesting; this is the last resort
+        raise ConfigError(f"{label} is nested too deeply") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of settings")
+        raise ConfigError(f"{label} must hold a mapping of settings")
     layer = RawLayer(LAYER_ORDER.index("file"))
     for key, value in data.items():
         if key not in _SPECS:
-            raise ConfigError(f"unknown setting '{key}' in {label}")
+            raise ConfigError(f"unknown setting {excerpt(key)} in {label}")
         layer.values[key] = (value, f"{label}, key {key}")
     return layer
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """Say what is wrong and where, on one line."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        mark = err.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {err.problem or err.context}"
+    return " ".join(str(err).split())
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases and with a bound on nesting.
+
+    NOTE: issue 31: aliases (`*name`) let a few hundred bytes stand for billions of values
+    (the "billion laughs"); nesting thousands deep ran the composer out of stack. A config
+    file needs neither.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Refuse an alias, or a node nested deeper than MAX_YAML_DEPTH, at its line."""
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a config file", mark
+            )
+        if self._depth >= MAX_YAML_DEPTH:
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def read_bounded(path: Path, label: str) -> str:
+    """Read a settings file as UTF-8, at most MAX_FILE_BYTES; errors name the file and line."""
+    try:
+        with path.open("rb") as source:
+            data = source.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"cannot read {label}: {err.strerror or err}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{label} is larger than {MAX_FILE_BYTES} bytes (or no regular file)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"{label}, line {line}: not valid UTF-8 ({err.reason})") from None
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -58,7 +117,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     values: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_bounded(path, f".env file {path}").splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
@@ -84,6 +143,27 @@ def env_layer(environ: Mapping[str, str], kind: str) -> RawLayer:
     return layer
 
 
+def ignored_settings(settings: Settings) -> list[str]:
+    """Say which settings are set but cannot act, given the others (warned about at start)."""
+    said = []
+    if settings.upstreams:
+        managed = [
+            s.name
+            for s in _SPECS.values()
+            if s.declared.section == MANAGED and getattr(settings, s.name) != s.default
+        ]
+        if managed:
+            said.append(
+                f"managed mode's settings ({', '.join(managed)}): managed mode runs only when "
+                "no LLM server is named, and llm_urls/upstreams names one"
+            )
+    if settings.zeroconf is not None and not settings.uri.startswith("tcp://"):
+        said.append(
+            f"zeroconf advertises a TCP address; uri is {settings.uri}, so nothing is advertised"
+        )
+    return said
+
+
 def build_settings(layers: list[RawLayer]) -> Settings:
     """Merge raw layers by precedence and validate every value into Settings."""
     merged: dict[str, tuple[Any, str, int]] = {}
@@ -98,7 +178,7 @@ def build_settings(layers: list[RawLayer]) -> Settings:
         try:
             parsed[key] = _SPECS[key].declared.parse(value)
         except ValueError as err:
-            raise ConfigError(f"{key}={value!r} (from {source}) {err}") from None
+            raise ConfigError(f"{key}={excerpt(value)} (from {source}) {err}") from None
 
     kwargs = {k: v for k, v in parsed.items() if k in _FIELDS}  # not the llm_* shorthands
     upstreams = _resolve_upstreams(merged, parsed)
@@ -162,6 +242,6 @@ def _upstreams_from_yaml(
                 else:
                     values[key] = UPSTREAM_KEYS[key](raw)
             except ValueError as err:
-                raise ConfigError(f"{where} {key}={raw!r} {err}") from None
+                raise ConfigError(f"{where} {key}={excerpt(raw)} {err}") from None
         result.append(UpstreamSettings(**values))
     return tuple(result)

@@ -353,7 +353,11 @@ class Settings:
         1.0, parse=float_in(0.5, 2.0), section=VOICE, help="Default tempo, pitch unchanged."
     )
     max_text_chars: int = setting(
-        10000, parse=int_in(1, 1_000_000), section=VOICE, help="Longest text one request may carry."
+        10000,
+        parse=int_in(1, 100_000),
+        section=VOICE,
+        help="Longest text one request may carry, counted on what is spoken (SSML's text). "
+        "Bounded so that no request can hold up the server (docs/reliability.md).",
     )
     segment_max_chars: int = setting(
         600,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 import shlex
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,28 @@ from ..voices import CUSTOM_MODEL, Voice
 from .choices import ALL_GPU_LAYERS, NORMALIZE_CATEGORIES
 
 Parser = Callable[[Any], Any]
+
+_EXCERPT = reprlib.Repr()
+_EXCERPT.maxstring = _EXCERPT.maxother = 80
+_EXCERPT.maxlevel = 3
+_EXCERPT.maxlist = _EXCERPT.maxdict = _EXCERPT.maxtuple = 6
+MAX_TEXT = 10_000
+"""The longest value turned into text for a parser (a setting's value is a few hundred)."""
+
+
+def excerpt(value: Any) -> str:
+    """Quote a value for an error message, bounded whatever its size or depth (issue 31)."""
+    return _EXCERPT.repr(value)
+
+
+def _text(value: Any) -> str:
+    """Return a scalar's text for parsing; refuse a structure or an over-long value."""
+    if isinstance(value, (dict, list, tuple)):
+        raise ValueError("must be a single value, not a list or mapping")
+    text = str(value)
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"is {len(text)} characters long (at most {MAX_TEXT})")
+    return text
 
 
 def accepts(parse: Parser) -> str | None:
@@ -28,7 +51,7 @@ def _described(parse: Parser, text: str) -> Parser:
 def as_str(value: Any) -> str:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise ValueError("must be a string")
-    return str(value)
+    return _text(value)
 
 
 def optional_str(value: Any) -> str | None:
@@ -38,7 +61,7 @@ def optional_str(value: Any) -> str | None:
 def as_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
+    text = _text(value).strip().lower()
     if text in ("1", "true", "yes", "on"):
         return True
     if text in ("0", "false", "no", "off"):
@@ -48,12 +71,12 @@ def as_bool(value: Any) -> bool:
 
 def int_in(low: int, high: int, optional: bool = False) -> Parser:
     def parse(value: Any) -> int | None:
-        if optional and (value is None or str(value).strip().lower() in ("", "auto", "none")):
+        if optional and (value is None or _text(value).strip().lower() in ("", "auto", "none")):
             return None
         if isinstance(value, bool):
             raise ValueError("must be an integer")
         try:
-            number = int(str(value).strip())
+            number = int(_text(value).strip())
         except ValueError:
             raise ValueError("must be an integer") from None
         if not low <= number <= high:
@@ -68,7 +91,7 @@ def float_in(low: float, high: float) -> Parser:
         if isinstance(value, bool):
             raise ValueError("must be a number")
         try:
-            number = float(str(value).strip())
+            number = float(_text(value).strip())
         except ValueError:
             raise ValueError("must be a number") from None
         if not (math.isfinite(number) and low <= number <= high):
@@ -80,7 +103,7 @@ def float_in(low: float, high: float) -> Parser:
 
 def choice(*choices: str) -> Parser:
     def parse(value: Any) -> str:
-        text = str(value).strip().lower()
+        text = _text(value).strip().lower()
         if text not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}")
         return text
@@ -89,7 +112,7 @@ def choice(*choices: str) -> Parser:
 
 
 def optional_bool(value: Any) -> bool | None:
-    if value is None or str(value).strip().lower() in ("", "auto", "none"):
+    if value is None or _text(value).strip().lower() in ("", "auto", "none"):
         return None
     return as_bool(value)
 

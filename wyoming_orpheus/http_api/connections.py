@@ -27,6 +27,11 @@ class ConnectionGuard:
         self._server: web.Server | None = None
         self._in_flight: dict[RequestHandler, int] = {}
         self._last_active: dict[RequestHandler, float] = {}
+        self._closing: set[RequestHandler] = set()
+        """Connections closed to make room whose connection_lost has not run yet.
+
+        NOTE: issue 31: they stay in the server's list until then, so under a burst the
+        same one was "closed" again for every newcomer and the bound did not hold."""
 
     def attach(self, server: web.Server) -> None:
         """Watch the server's connections as they come and go."""
@@ -41,6 +46,7 @@ class ConnectionGuard:
         def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
             self._last_active.pop(handler, None)
             self._in_flight.pop(handler, None)
+            self._closing.discard(handler)
             lost(handler, exc)
 
         # The aiohttp server has no hook for this; wrapping its two callbacks is the seam.
@@ -65,7 +71,7 @@ class ConnectionGuard:
 
     def _admit(self, newcomer: RequestHandler, transport: asyncio.Transport) -> None:
         assert self._server is not None
-        connections = self._server.connections
+        connections = [h for h in self._server.connections if h not in self._closing]
         if len(connections) <= self._limit:
             return
         now = time.monotonic()
@@ -76,6 +82,7 @@ class ConnectionGuard:
                 "Closing the HTTP connection idle longest (%.1f s) to admit a new one",
                 now - self._last_active.get(oldest, now),
             )
+            self._closing.add(oldest)
             oldest.force_close()
             return
         _LOGGER.warning(
@@ -84,6 +91,7 @@ class ConnectionGuard:
             self._limit,
         )
         transport.write(_busy_response(self._limit))
+        self._closing.add(newcomer)
         newcomer.force_close()  # closes the transport once the answer is written
 
 

@@ -82,8 +82,12 @@ async def read_json(request: web.Request, settings: Settings) -> dict[str, Any]:
         ) from None
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ApiError(400, f"the body is not valid JSON: {err}", code="invalid-json") from None
+    except (ValueError, RecursionError) as err:
+        # NOTE: issue 31: ValueError covers JSONDecodeError, UnicodeDecodeError and an integer
+        # over Python's 4300-digit limit; RecursionError a body nested thousands deep. Each is
+        # the client's mistake, never a 500.
+        why = "it is nested too deeply" if isinstance(err, RecursionError) else str(err)[:200]
+        raise ApiError(400, f"the body is not valid JSON: {why}", code="invalid-json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object", code="invalid-json")
     return body

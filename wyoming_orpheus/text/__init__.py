@@ -5,7 +5,8 @@ from .lexicon import Lexicon, LexiconError
 from .normalize import NormalizeOptions, normalize
 from .parts import Part, Pause, TextError
 from .pipeline import TextPipeline
-from .segments import split_segments, split_sentences
+from .segments import split_segments
+from .sentences import SentenceSplitter, split_sentences
 from .ssml import ssml_to_parts
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "NormalizeOptions",
     "Part",
     "Pause",
+    "SentenceSplitter",
     "TextError",
     "TextPipeline",
     "clean_text",

@@ -7,6 +7,7 @@ import logging
 from .cleaning import clean_text
 from .lexicon import Lexicon, LexiconError
 from .normalize import NormalizeOptions, normalize
+from .segments import split_segments
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -24,6 +25,10 @@ class TextPipeline:
         text = clean_text(text)
         text = self._lexicon.apply(text, language)
         return normalize(text, language, self._options)
+
+    def segments(self, text: str, language: str, max_chars: int) -> list[str]:
+        """Return the spoken form of a text part in segments of at most max_chars."""
+        return split_segments(self.spoken(text, language), max_chars)
 
     def reload_lexicon(self) -> bool:
         """Read the lexicon file again; on an error keep the current one and log why."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sentence_stream import stream_to_sentences
+from .sentences import split_sentences
 
 _CLAUSE_RE = re.compile(r"(?<=[,;:–—])\s+")
 
@@ -23,11 +23,6 @@ def split_segments(text: str, max_chars: int) -> list[str]:
     if current:
         segments.append(current)
     return segments
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split text into sentences with the splitter the Wyoming ecosystem uses."""
-    return [s.strip() for s in stream_to_sentences([text]) if s.strip()]
 
 
 def _split_long(sentence: str, max_chars: int) -> list[str]:
@@ -52,8 +47,17 @@ def _split_long(sentence: str, max_chars: int) -> list[str]:
 
 
 def _space_before(text: str, limit: int) -> int:
-    """Find the last space before limit that is not inside a <tag>; else cut at limit."""
-    for index in range(limit, 0, -1):
-        if text[index] == " " and text.rfind("<", 0, index) <= text.rfind(">", 0, index):
-            return index
-    return limit
+    """Find the last space before limit that is not inside a <tag>; else cut at limit.
+
+    One pass over the first `limit` characters (issue 31: looking back from every candidate
+    made long text quadratic).
+    """
+    best, inside = limit, False
+    for index, char in enumerate(text[: limit + 1]):
+        if char == "<":
+            inside = True
+        elif char == ">":
+            inside = False
+        elif char == " " and not inside and index > 0:
+            best = index
+    return best

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+
 from .parts import Part, Pause, TextError
 
 _SSML_STRENGTH = {
@@ -16,6 +19,8 @@ _SSML_STRENGTH = {
     "x-strong": 1.0,
 }
 MAX_BREAK_SECONDS = 10.0
+MAX_DEPTH = 64
+"""How deeply SSML elements may nest (real SSML nests a handful: speak, p, s, prosody)."""
 # Elements that end a stretch of text: their content never runs into the next word.
 _BLOCKS = frozenset({"p", "s", "speak", "paragraph", "sentence"})
 
@@ -26,16 +31,22 @@ def ssml_to_parts(ssml: str) -> list[Part]:
     Text between two breaks is one part, so it is spoken as one utterance (an emphasis
     or a paragraph does not cut a sentence into separate requests).
     """
+    # NOTE: issue 31: internal DTD entities made 250 characters of SSML speak as 400,000 (and
+    # froze the event loop); defusedxml refuses a DTD, entities and external references.
     try:
-        root = ET.fromstring(ssml.strip())
+        root = fromstring(ssml.strip(), forbid_dtd=True)
+    except DefusedXmlException:
+        raise TextError("invalid SSML: a DOCTYPE, DTD or entity is not allowed") from None
     except ET.ParseError as err:
         raise TextError(f"invalid SSML: {err}") from None
     parts: list[Part] = []
-    _walk_ssml(root, parts)
+    _walk_ssml(root, parts, 1)
     return _merge_text(parts)
 
 
-def _walk_ssml(element: ET.Element, parts: list[Part]) -> None:
+def _walk_ssml(element: ET.Element, parts: list[Part], depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise TextError(f"invalid SSML: elements nested deeper than {MAX_DEPTH}")
     if element.text:
         parts.append(element.text)
     for child in element:
@@ -49,7 +60,7 @@ def _walk_ssml(element: ET.Element, parts: list[Part]) -> None:
         else:
             block = name in _BLOCKS
             parts.append(" " if block else "")
-            _walk_ssml(child, parts)
+            _walk_ssml(child, parts, depth + 1)
             parts.append(" " if block else "")
         if child.tail:
             parts.append(child.tail)

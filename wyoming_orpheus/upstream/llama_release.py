@@ -20,12 +20,14 @@ import shutil
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..hub import Downloads, first_line, progress_class
+from .archive import BOUNDS, ArchiveError, unpack
 from .llama_binary import VULKAN_NEEDS, WAYS_TO_GET_ONE, Devices, list_devices
 
 _LOGGER = logging.getLogger(__name__)
@@ -179,6 +181,12 @@ def pick_asset(release: Any, tag: str, variant: str) -> Asset:
             "be verified; a mirror must serve GitHub's release JSON with each asset's digest"
         )
     size = chosen.get("size")
+    if isinstance(size, int) and size > BOUNDS.total_bytes:
+        raise ReleaseError(
+            f"llama.cpp release {tag} says {chosen['name']} has {size} bytes, more than the "
+            f"{BOUNDS.total_bytes} a build is allowed (the archive bound); refused before "
+            "downloading: the mirror or the release JSON is wrong"
+        )
     return Asset(
         str(chosen["name"]),
         size if isinstance(size, int) and size > 0 else 0,  # 0: unknown, not checked
@@ -240,6 +248,13 @@ def _download(asset: Asset, into: Path, downloads: Downloads) -> Path:
                 tqdm_class=progress_class(download),
             )
     except Exception as err:  # a full disk; the link lost for good; huggingface_hub's HTTP errors
+        if asset.size and partial.stat().st_size > asset.size:
+            partial.unlink()  # no resume can fix it: it would fail the same way every run
+            raise ReleaseError(
+                f"cannot download {asset.name} ({asset.url}): the server sent more than the "
+                f"{asset.size} bytes the release says it has; nothing was kept. The mirror "
+                "serves another file than its release JSON describes"
+            ) from None
         raise ReleaseError(
             f"cannot download {asset.name} ({asset.url}): {first_line(err)}; run again to resume "
             f"({partial} is kept)"
@@ -270,12 +285,10 @@ def _unpack(archive: Path, folder: Path, name: str) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         try:
-            if name.endswith(".zip"):
-                _unzip(archive, staging)
-            else:
-                with tarfile.open(archive) as tar:
-                    tar.extractall(staging, filter="data")  # nothing outside, no devices
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as err:
+            unpack(archive, staging, name)
+        except ArchiveError as err:
+            raise ReleaseError(f"cannot unpack {name}: {err}; nothing was cached") from None
+        except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
             raise ReleaseError(f"cannot unpack {name} into {staging.parent}: {err}") from None
         if server_in(staging) is None:
             raise ReleaseError(f"{name} holds no llama-server")
@@ -288,16 +301,6 @@ def _unpack(archive: Path, folder: Path, name: str) -> Path:
         raise ReleaseError(f"cannot put {name} into {folder}")
     _LOGGER.info("llama.cpp %s unpacked into %s", name, folder)
     return binary
-
-
-def _unzip(archive: Path, into: Path) -> None:
-    """Extract a zip, keeping the executable bits that zipfile itself drops."""
-    with zipfile.ZipFile(archive) as packed:
-        for member in packed.infolist():
-            path = Path(packed.extract(member, into))
-            mode = member.external_attr >> 16
-            if mode & 0o111 and path.is_file():
-                path.chmod(path.stat().st_mode | 0o755)
 
 
 def _glibc() -> str | None:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from sentence_stream import SentenceBoundaryDetector
-
-from ..text import Part, TextError
+from ..text import Part, SentenceSplitter, TextError
 
 
 class TextStream:
     """Text of one streaming request: chunks in, complete sentences out."""
 
     def __init__(self) -> None:
-        self._detector = SentenceBoundaryDetector()
+        self._splitter = SentenceSplitter()
         self._sentences: asyncio.Queue[str | None] = asyncio.Queue()
         self.chars = 0
         self.stopped = asyncio.Event()
@@ -26,14 +24,13 @@ class TextStream:
     def add(self, text: str) -> None:
         """Take one chunk; queue every sentence it completes."""
         self.chars += len(text)
-        for sentence in self._detector.add_chunk(text):
+        for sentence in self._splitter.add(text):
             self._sentences.put_nowait(sentence)
 
     def stop(self) -> None:
         """End of text: queue the unfinished last sentence."""
-        rest = self._detector.finish()
-        if rest.strip():
-            self._sentences.put_nowait(rest)
+        for sentence in self._splitter.finish():
+            self._sentences.put_nowait(sentence)
         self._sentences.put_nowait(None)
         self.stopped.set()
 
