@@ -228,7 +228,10 @@ async def test_http_hang_ups_at_random_points_leave_nothing_and_newcomers_are_se
     baseline = set(asyncio.all_tasks())
     await _storm(_http_exchange, port, HTTP_HANGUPS, seed=26)
     await settle(lambda: leftovers(port, baseline, llm, lambda: 0))
-    assert len(llm.requests) > HTTP_HANGUPS // 4
+    # NOTE: 24 clients at once under a limit of 8: since the limit holds under a burst
+    # (issue 31) two in three are closed to make room before their request is read, so ~1 in 8
+    # (not 1 in 4) reaches the LLM; still over a hundred hang-ups with audio on its way.
+    assert len(llm.requests) > HTTP_HANGUPS // 10
     one_by_one = [await _served_http(port) for _ in range(10)]
     assert set(one_by_one) == {"ok"}, one_by_one
     await settle(lambda: server_sockets(port))
