@@ -61,9 +61,9 @@ _END = object()
 SECONDS_PER_CHAR = 0.07
 """Orpheus's pace before a voice has been heard: ~14 characters a second (issue 23)."""
 PACE_WEIGHT = 0.5
+"""How much a finished segment moves its voice's learned pace (a few answers settle it)."""
 OFF_LOOP_CHARS = 1000
 """Text parts longer than this are prepared (normalized, segmented) off the event loop."""
-"""How much a finished segment moves its voice's learned pace (a few answers settle it)."""
 
 
 class Synthesizer:
