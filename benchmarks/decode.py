@@ -27,13 +27,7 @@ import numpy as np
 import torch
 
 from wyoming_orpheus.decode.hardware import choose_tier, detect_device
-from wyoming_orpheus.decode.snac import (
-    SAMPLE_RATE,
-    SAMPLES_PER_FRAME,
-    decode_batch,
-    frames_to_codes,
-    load_snac,
-)
+from wyoming_orpheus.decode.snac import decode_batch, frames_to_codes, load_snac
 from wyoming_orpheus.decode.streams import (
     Playback,
     StatefulStreamDecoder,
@@ -42,6 +36,7 @@ from wyoming_orpheus.decode.streams import (
     drain,
 )
 from wyoming_orpheus.decode.worker import DecodeWorker
+from wyoming_orpheus.format import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 TOKENS_PER_FRAME = 7
 REALTIME_TOKENS_PER_SECOND = 82.03

@@ -41,7 +41,7 @@ from tests.stand_ins.llm_server import OrpheusStandIn, RequestRecord, make_frame
 from tests.stand_ins.snac_model import write_snac_model
 from wyoming_orpheus.audio.playout import least_wait
 from wyoming_orpheus.decode.snac import decode_batch, load_snac
-from wyoming_orpheus.upstream.tokens import SLOTS_PER_FRAME
+from wyoming_orpheus.format import TOKENS_PER_FRAME
 
 FRAMES_PER_SECOND = SAMPLE_RATE / 2048
 TEXT = (
@@ -149,7 +149,7 @@ def note_upstream(llm: OrpheusStandIn, tag: str, listen: Listen) -> None:
     if record is None:
         return
     listen.llm_request_at = record.started
-    needed = len(llm.behaviour.leading_tokens) + 4 * SLOTS_PER_FRAME
+    needed = len(llm.behaviour.leading_tokens) + 4 * TOKENS_PER_FRAME
     listen.fourth_frame_at = next((at for sent, at in record.sent_log if sent >= needed), None)
 
 
@@ -286,7 +286,7 @@ async def scenario(
     summary = summarize(list(listens), prebuffer)
     if "audio_seconds_per_stream" in summary:
         # The least start delay that plays it gaplessly at this rate (issue 23).
-        factor = rate / (SLOTS_PER_FRAME * FRAMES_PER_SECOND)
+        factor = rate / (TOKENS_PER_FRAME * FRAMES_PER_SECOND)
         summary["least_wait_s"] = least_wait(summary["audio_seconds_per_stream"], factor)
     if server is not None and "audio_seconds_per_stream" in summary:
         cpu = server.cpu_seconds() - cpu_before

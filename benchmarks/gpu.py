@@ -33,9 +33,10 @@ import torch
 from benchmarks.decode import feed_frames
 from tests.stand_ins.snac_model import write_snac_model
 from wyoming_orpheus.decode.hardware import Tier, choose_tier, detect_device
-from wyoming_orpheus.decode.snac import SAMPLE_RATE, SAMPLES_PER_FRAME, decode_batch, load_snac
+from wyoming_orpheus.decode.snac import decode_batch, load_snac
 from wyoming_orpheus.decode.streams import Playback, open_stream
 from wyoming_orpheus.decode.worker import DecodeWorker
+from wyoming_orpheus.format import SAMPLE_RATE, SAMPLES_PER_FRAME
 
 TOKENS_PER_FRAME = 7
 FRAME_SECONDS = SAMPLES_PER_FRAME / SAMPLE_RATE

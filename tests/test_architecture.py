@@ -16,7 +16,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("engine",),
     ("synthesis", "report", "playout", "outcomes", "sockets"),
     ("decode", "audio", "upstream", "text"),
-    ("hub", "config", "voices", "metrics", "loop_lag", "errors", ""),
+    ("hub", "config", "voices", "metrics", "loop_lag", "errors", "format", ""),
 )
 
 

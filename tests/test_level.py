@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from wyoming_orpheus.audio.level import CEILING_DB, LOOKAHEAD_SAMPLES, LevelControl
-from wyoming_orpheus.decode.snac import SAMPLE_RATE
+from wyoming_orpheus.format import SAMPLE_RATE
 
 
 def tone(seconds: float, peak: float, hz: float = 440.0) -> np.ndarray:

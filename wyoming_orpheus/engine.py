@@ -13,6 +13,7 @@ from .decode.memory import release_free_memory
 from .decode.snac import load_snac
 from .decode.streams import warm_up
 from .decode.worker import DecodeWorker
+from .format import REAL_TIME_TOKENS_PER_SECOND
 from .hub import Downloads
 from .loop_lag import LoopLag
 from .metrics import Metrics
@@ -21,7 +22,6 @@ from .text import LexiconError, NormalizeOptions, TextPipeline
 from .upstream.completion import UpstreamError
 from .upstream.managed import ManagedLlamaServer
 from .upstream.pool import UpstreamPool
-from .upstream.rate import REAL_TIME_TOKENS_PER_SECOND
 from .voices import VoiceCatalog, builtin_name, unknown_binding_entries, voices_for_binding
 
 _LOGGER = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, Callable
 import numpy as np
 
 from .audio.playout import Holder, Outcome, Policy, Progress
-from .decode.snac import SAMPLE_RATE
+from .format import SAMPLE_RATE
 
 QUEUE_BLOCKS = 32
 """Blocks made ahead of a slow reader once released (bounds memory; ~1-8 frames each)."""

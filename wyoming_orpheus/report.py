@@ -6,7 +6,7 @@ import logging
 import time
 
 from .audio.playout import Outcome
-from .decode.snac import SAMPLE_RATE
+from .format import SAMPLE_RATE
 from .metrics import Metrics
 
 _LOGGER = logging.getLogger(__name__)

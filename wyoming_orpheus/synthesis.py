@@ -15,10 +15,10 @@ from .audio.level import LevelControl
 from .audio.pcm import LeadTrimmer, TempoChanger, silence, to_int16
 from .audio.playout import Policy, Progress
 from .config import Settings
-from .decode.snac import SAMPLE_RATE, SAMPLES_PER_FRAME
 from .decode.streams import Playback, open_stream
 from .decode.worker import DecodeWorker
 from .errors import OrpheusError
+from .format import FRAME_SECONDS, TOKENS_PER_FRAME
 from .metrics import Metrics
 from .playout import Gate
 from .report import Report
@@ -312,7 +312,7 @@ class Synthesizer:
         """Move the voice's pace towards a finished segment's audio seconds per character."""
         if frames < 2 or chars < 1:
             return
-        pace = frames * SAMPLES_PER_FRAME / SAMPLE_RATE / chars
+        pace = frames * FRAME_SECONDS / chars
         before = self._pace.get(voice, SECONDS_PER_CHAR)
         self._pace[voice] = before + PACE_WEIGHT * (pace - before)
 
@@ -320,7 +320,7 @@ class Synthesizer:
         stats = parser.stats
         took = time.monotonic() - first_token if first_token is not None else 0.0
         if stats.frames > 1 and took > 0:
-            self.metrics.token_rate.observe(stats.frames * 7 / took)
+            self.metrics.token_rate.observe(stats.frames * TOKENS_PER_FRAME / took)
         self.stats.dropped_tokens += stats.dropped_tokens
         self.stats.invalid_tokens += stats.invalid_tokens
         _LOGGER.debug(

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from ..decode.snac import SAMPLE_RATE
-from .pcm import CHANNELS, SAMPLE_WIDTH
+from ..format import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..decode.snac import SAMPLE_RATE
+from ..format import SAMPLE_RATE
 
 CEILING_DB = -1.0
 """Peaks stay 1 dB under full scale: room for lossy encoders' overshoot."""

@@ -8,10 +8,7 @@ import av
 import av.filter
 import numpy as np
 
-from ..decode.snac import SAMPLE_RATE
-
-SAMPLE_WIDTH = 2
-CHANNELS = 1
+from ..format import SAMPLE_RATE
 
 # The model often starts a segment with near silence; -45 dBFS is well under speech and
 # above SNAC's noise floor. Keep 20 ms before the first sound so onsets stay natural, and

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Generic, TypeVar
 
-from ..upstream.rate import REAL_TIME_TOKENS_PER_SECOND, audio_tokens
+from ..format import REAL_TIME_TOKENS_PER_SECOND
+from ..upstream.rate import audio_tokens
 
 T = TypeVar("T")
 

@@ -14,8 +14,6 @@ from ..hub import Downloads, HubError, fetch_file
 
 _LOGGER = logging.getLogger(__name__)
 
-SAMPLE_RATE = 24000
-SAMPLES_PER_FRAME = 2048
 SNAC_FILES = ("config.json", "pytorch_model.bin")
 
 # Frame slot -> (level, position within the frame): slot 0 is level 0; slots 1 and 4 are

@@ -18,8 +18,7 @@ from typing import cast
 
 import numpy as np
 
-from ..upstream.tokens import Frame
-from .snac import SAMPLE_RATE, SAMPLES_PER_FRAME
+from ..format import SAMPLE_RATE, SAMPLES_PER_FRAME, Frame
 from .stateful import SnacStream
 from .worker import DecodeWorker
 

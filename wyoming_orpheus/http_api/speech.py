@@ -17,9 +17,9 @@ from aiohttp import web
 
 from ..audio.encoders import FORMATS, AudioFormat, open_encoder
 from ..config import Settings
-from ..decode.snac import SAMPLE_RATE, SAMPLES_PER_FRAME
 from ..engine import Engine
 from ..errors import log_safe
+from ..format import SAMPLE_RATE, SAMPLES_PER_FRAME, TOKENS_PER_FRAME
 from ..outcomes import record
 from ..sockets import bound_send_buffer, write_within
 from ..upstream.completion import Sampling
@@ -31,7 +31,7 @@ _LOGGER = logging.getLogger(__name__)
 DOOR = "http"  # the metrics label of this front door
 SPEED_RANGE = (0.25, 4.0)
 STREAM_FORMATS = ("audio", "sse")
-_TOKENS_PER_SAMPLE = 7 / SAMPLES_PER_FRAME  # Orpheus: 7 audio tokens per SNAC frame
+_TOKENS_PER_SAMPLE = TOKENS_PER_FRAME / SAMPLES_PER_FRAME
 
 EngineGetter = Callable[[web.Request], Engine]
 

@@ -16,11 +16,12 @@ from aiohttp.http_exceptions import LineTooLong
 
 from ..config import Settings, UpstreamSettings
 from ..errors import OrpheusError
+from ..format import END_OF_SPEECH, token
 
 _LOGGER = logging.getLogger(__name__)
 
 # Stop on end-of-speech (<custom_token_2>), end-of-AI and end-of-turn (REFERENCE.md 1).
-STOP_STRINGS = ["<custom_token_2>", "<custom_token_6>", "<|eot_id|>"]
+STOP_STRINGS = [token(END_OF_SPEECH), token(6), "<|eot_id|>"]
 
 # ~82 audio tokens per second of speech; ~12 characters per second of English speech at
 # the slow end; 1.5x headroom plus room for the lead-in silence the model often makes.
@@ -116,10 +117,7 @@ def build_prompt(voice: str, text: str, prompt_format: str) -> str:
         return f"<|audio|>{voice}: {text}<|eot_id|>"
     # The fine-tune's training layout: start-of-human, BOS, "{voice}: {text}", end-of-turn,
     # end-of-human, start-of-AI, start-of-speech.
-    return (
-        f"<custom_token_3><|begin_of_text|>{voice}: {text}<|eot_id|>"
-        "<custom_token_4><custom_token_5><custom_token_1>"
-    )
+    return f"{token(3)}<|begin_of_text|>{voice}: {text}<|eot_id|>{token(4)}{token(5)}{token(1)}"
 
 
 def max_tokens_for(text: str, cap: int) -> int:

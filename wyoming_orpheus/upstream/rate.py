@@ -6,12 +6,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from ..decode.snac import SAMPLE_RATE, SAMPLES_PER_FRAME
-from .tokens import SLOTS_PER_FRAME
+from ..format import REAL_TIME_TOKENS_PER_SECOND, TOKEN_PREFIX
 
-REAL_TIME_TOKENS_PER_SECOND = SLOTS_PER_FRAME * SAMPLE_RATE / SAMPLES_PER_FRAME
-"""Audio tokens per second that make speech in real time (7 per 2048 samples at 24 kHz: ~82)."""
-AUDIO_TOKEN = "<custom_token_"
 MIN_TOKENS = 28
 """Fewer tokens than 4 frames say little about a rate (the first ones often come in a burst)."""
 REQUESTS_KEPT = 8
@@ -19,7 +15,7 @@ REQUESTS_KEPT = 8
 
 def audio_tokens(piece: str) -> int:
     """Count the tokens in a piece of streamed text (any `<custom_token_N>`)."""
-    return piece.count(AUDIO_TOKEN)
+    return piece.count(TOKEN_PREFIX)
 
 
 class TokenClock:

@@ -7,30 +7,25 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ..format import (
+    AUDIO_TOKEN_BASE,
+    CODES_PER_SLOT,
+    END_OF_SPEECH,
+    TOKEN_PREFIX,
+    TOKENS_PER_FRAME,
+    Frame,
+    is_audio_token,
+)
+
 _LOGGER = logging.getLogger(__name__)
 
-# Token id 128256 + N is printed by the servers as `<custom_token_N>`.
-CUSTOM_TOKEN_OFFSET = 128256
-AUDIO_TOKEN_BASE = 10  # <custom_token_10> is slot 0, code 0
-CODES_PER_SLOT = 4096
-SLOTS_PER_FRAME = 7
-END_OF_SPEECH = 2  # <custom_token_2>, token id 128258
-
-_TOKEN_RE = re.compile(r"<custom_token_(\d+)>")
-_TOKEN_PREFIX = "<custom_token_"
-
-Frame = tuple[int, int, int, int, int, int, int]
+_TOKEN_RE = re.compile(re.escape(TOKEN_PREFIX) + r"(\d+)>")
 
 
 def iter_token_numbers(text: str) -> Iterator[int]:
     """Yield N for every complete `<custom_token_N>` in text."""
     for match in _TOKEN_RE.finditer(text):
         yield int(match.group(1))
-
-
-def is_audio_token(number: int) -> bool:
-    """Tell whether `<custom_token_N>` is a SNAC code (slot 0..6, code 0..4095)."""
-    return AUDIO_TOKEN_BASE <= number < AUDIO_TOKEN_BASE + SLOTS_PER_FRAME * CODES_PER_SLOT
 
 
 @dataclass
@@ -94,7 +89,7 @@ class FrameParser:
                 self.stats.dropped_tokens += 1
                 return None
         self._partial.append(code)
-        if len(self._partial) < SLOTS_PER_FRAME:
+        if len(self._partial) < TOKENS_PER_FRAME:
             return None
         frame: Frame = tuple(self._partial)  # type: ignore[assignment]
         self._partial = []
@@ -116,7 +111,7 @@ def _incomplete_tail(rest: str) -> str:
     if start < 0:
         return ""
     tail = rest[start:]
-    if ">" in tail or not _TOKEN_PREFIX.startswith(tail[: len(_TOKEN_PREFIX)]):
+    if ">" in tail or not TOKEN_PREFIX.startswith(tail[: len(TOKEN_PREFIX)]):
         return ""
     # A run of digits that never ends would grow forever; a token number has at most 6.
-    return tail if len(tail) <= len(_TOKEN_PREFIX) + 7 else ""
+    return tail if len(tail) <= len(TOKEN_PREFIX) + 7 else ""

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 from wyoming.audio import AudioChunk
 
-from ..audio.pcm import CHANNELS, SAMPLE_WIDTH
-from ..decode.snac import SAMPLE_RATE
+from ..format import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
 
 SAMPLES_PER_CHUNK = 1024  # the chunk size of the ecosystem's servers (wyoming-piper)
 

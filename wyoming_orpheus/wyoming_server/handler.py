@@ -25,9 +25,8 @@ from wyoming.tts import (
 )
 
 from .. import __version__
-from ..audio.pcm import CHANNELS, SAMPLE_WIDTH
-from ..decode.snac import SAMPLE_RATE
 from ..errors import BadRequest, error_code, error_text
+from ..format import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
 from ..outcomes import client_gone, record
 from ..sockets import write_within
 from ..synthesis import Synthesizer
