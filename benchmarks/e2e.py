@@ -39,9 +39,9 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 from benchmarks.listener import SAMPLE_RATE, Listen, summarize
 from tests.stand_ins.llm_server import OrpheusStandIn, RequestRecord, make_frames
 from tests.stand_ins.snac_model import write_snac_model
-from wyoming_orpheus.audio.playout import least_wait
 from wyoming_orpheus.decode.snac import decode_batch, load_snac
 from wyoming_orpheus.format import TOKENS_PER_FRAME
+from wyoming_orpheus.playout.rule import least_wait
 
 FRAMES_PER_SECOND = SAMPLE_RATE / 2048
 TEXT = (

@@ -43,7 +43,7 @@ from tests.stand_ins import llama_server
 from tests.stand_ins.llama_release import ReleaseStandIn, build_files, pack_tar
 from tests.stand_ins.snac_model import write_snac_model
 from tests.stand_ins.tiny_orpheus_gguf import write_tiny_orpheus
-from wyoming_orpheus.upstream.llama_release import TAG, variant_for
+from wyoming_orpheus.fetch.release import TAG, variant_for
 
 LOG_FORMAT = "%(created).3f %(name)s: %(message)s"
 _STARTED = re.compile(r"^([\d.]+) \S+: llama-server: \d+ slots of")

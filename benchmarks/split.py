@@ -44,7 +44,8 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("HTTP (aiohttp: the HTTP door and the LLM client)",
      ("/http_api/", "/aiohttp/", "/multidict/", "/yarl/")),
     ("text (normalize, segments)", ("/text/",)),
-    ("synthesis, level, tempo", ("synthesis.py", "audio/pcm.py", "audio/level.py", "engine.py")),
+    ("synthesis, playout, level, tempo",
+     ("/synthesis/", "/playout/", "audio/pcm.py", "audio/level.py", "engine.py")),
     ("metrics", ("metrics.py", "/prometheus_client/")),
     ("event loop, sockets", ("/asyncio/", "selectors.py", "socket.py", "sockets.py")),
 )  # fmt: skip

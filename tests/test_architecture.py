@@ -11,12 +11,19 @@ PACKAGE = REPO / "wyoming_orpheus"
 
 # Floors from the top (entry) down; a module may import its own floor and those below.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("__main__", "cli", "healthcheck"),
+    ("__main__", "healthcheck"),
     ("wyoming_server", "http_api"),
     ("engine",),
-    ("synthesis", "report", "playout", "outcomes", "sockets"),
-    ("decode", "audio", "upstream", "text"),
-    ("hub", "config", "voices", "metrics", "loop_lag", "errors", "format", ""),
+    ("synthesis",),
+    ("playout", "outcomes", "sockets"),
+    ("audio",),
+    ("decode",),
+    ("fetch",),
+    ("managed",),
+    ("upstream",),
+    ("text",),
+    ("config",),
+    ("voices", "metrics", "loop_lag", "errors", "format", ""),
 )
 
 
@@ -72,6 +79,60 @@ def test_imports_run_one_way_from_the_entry_down() -> None:
             if floor(target) < floor(here):
                 upward.append(f"{here} -> {target}")
     assert upward == []
+
+
+def package_graph() -> dict[str, set[str]]:
+    """Which top-level packages (or root modules) of ours each one imports."""
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        here = path.relative_to(PACKAGE).with_suffix("").parts[0]
+        for target in imports(path):
+            first = target.split(".")[0]
+            if first and first != here:
+                graph.setdefault(here, set()).add(first)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one node (a cycle), by Tarjan's algorithm."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while (top := stack.pop()) != node:
+                group.append(top)
+            if group:
+                found.append(sorted([node, *group]))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_package_imports_another_that_imports_it_back() -> None:
+    # Issue 30: upstream/rate.py imported decode.snac while decode/streams.py imported
+    # upstream.tokens; floors shared by several packages could not see it.
+    assert cycles(package_graph()) == []
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert cycles({"decode": {"upstream"}, "upstream": {"format", "decode"}}) == [
+        ["decode", "upstream"]
+    ]
+    assert cycles({"a": {"b"}, "b": {"c"}}) == []
 
 
 def test_no_module_outgrows_its_concern() -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.stand_ins.llama_release import ReleaseStandIn
-from wyoming_orpheus.hub import Downloads
-from wyoming_orpheus.upstream.archive import ArchiveError, Bounds, unpack
-from wyoming_orpheus.upstream.llama_release import TAG, ReleaseError, fetch_build
+from wyoming_orpheus.fetch.archive import ArchiveError, Bounds, unpack
+from wyoming_orpheus.fetch.hub import Downloads
+from wyoming_orpheus.fetch.release import TAG, ReleaseError, fetch_build
 
 STEPS = "abcdefghijklmnop"
 

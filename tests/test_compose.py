@@ -17,8 +17,8 @@ import pytest
 
 from tests import compose_model
 from tests.stand_ins.llama_server import options as llama_server_options
-from wyoming_orpheus.cli import load_settings
 from wyoming_orpheus.config import Settings
+from wyoming_orpheus.config.cli import load_settings
 from wyoming_orpheus.upstream.completion import endpoint_url
 
 DOCKER = Path(__file__).resolve().parents[1] / "docker"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from wyoming_orpheus.cli import load_settings
 from wyoming_orpheus.config import NORMALIZE_CATEGORIES, ConfigError, Settings, declared
+from wyoming_orpheus.config.cli import load_settings
 from wyoming_orpheus.config.document import render, with_table
 
 REPO = Path(__file__).resolve().parents[1]

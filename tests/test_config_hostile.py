@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from wyoming_orpheus.__main__ import main
-from wyoming_orpheus.cli import load_settings
 from wyoming_orpheus.config import ConfigError, ignored_settings
+from wyoming_orpheus.config.cli import load_settings
 from wyoming_orpheus.config.loading import MAX_FILE_BYTES
 
 ALIAS_BOMB = "a: &a [1,1,1,1,1,1,1,1,1]\n" + "".join(
@@ -124,7 +124,7 @@ def test_the_warning_reaches_the_log_at_start(
 
 
 def test_a_configured_llama_server_that_cannot_run_says_why(tmp_path: Path) -> None:
-    from wyoming_orpheus.upstream.llama_binary import find_binary
+    from wyoming_orpheus.managed.binary import find_binary
 
     plain = tmp_path / "llama-server"
     plain.write_text("#!/bin/sh\n")  # no executable bit

@@ -9,7 +9,7 @@ import re
 import shlex
 from pathlib import Path
 
-from wyoming_orpheus.cli import load_settings
+from wyoming_orpheus.config.cli import load_settings
 
 DOCKER = Path(__file__).resolve().parents[1] / "docker"
 CONFIG = DOCKER.parent / "config"

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.stand_ins.llama_server import options as llama_server_options
-from wyoming_orpheus.cli import load_settings
+from wyoming_orpheus.config.cli import load_settings
 from wyoming_orpheus.text.lexicon import Lexicon
 from wyoming_orpheus.voices import ALL_VOICES
 

@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 from wyoming_orpheus import __version__
-from wyoming_orpheus.cli import load_settings
 from wyoming_orpheus.config import LLM_APIS, ConfigError, Settings
+from wyoming_orpheus.config.cli import load_settings
 from wyoming_orpheus.voices import ALL_VOICES
 
 ADDON = Path(__file__).resolve().parents[1] / "docker" / "homeassistant-addon"

@@ -29,9 +29,8 @@ from tests.managed_process import (
 )
 from tests.stand_ins import llama_server
 from tests.stand_ins.llama_release import ReleaseStandIn, build_files, pack_tar, pack_zip
-from wyoming_orpheus.hub import Downloads
-from wyoming_orpheus.upstream.llama_binary import Devices, list_devices, own_libraries
-from wyoming_orpheus.upstream.llama_release import (
+from wyoming_orpheus.fetch.hub import Downloads
+from wyoming_orpheus.fetch.release import (
     TAG,
     ReleaseError,
     check_glibc,
@@ -39,6 +38,7 @@ from wyoming_orpheus.upstream.llama_release import (
     pick_asset,
     variant_for,
 )
+from wyoming_orpheus.managed.binary import Devices, list_devices, own_libraries
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = ["--llama-server-arg=--seed 42"]  # every request samples the same way: replayable
@@ -288,7 +288,7 @@ async def test_a_vulkan_build_that_cannot_start_gives_way_to_the_cpu_build(
     body = await server.wait_ready()
     assert release.downloads_of(VULKAN_ASSET) and release.downloads_of(CPU_ASSET)
     log = server.log()
-    assert f"WARNING wyoming_orpheus.upstream.llama_release: llama.cpp's {VULKAN} build" in log
+    assert f"WARNING wyoming_orpheus.fetch.release: llama.cpp's {VULKAN} build" in log
     assert "cannot start here (" in log and "libllama-server-impl.so" in log  # the loader's why
     assert "apt install libvulkan1" in log and "Using the CPU build instead." in log
     assert f"running {cache_of(tmp_path) / f'{TAG}-{CPU}'}" in log

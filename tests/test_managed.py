@@ -41,7 +41,7 @@ from tests.stand_ins.tiny_orpheus_gguf import write_tiny_orpheus
 from tests.test_zeroconf import browse
 from tests.wyoming_client import read_reply
 from wyoming_orpheus.decode.snac import SNAC_FILES
-from wyoming_orpheus.upstream.llama_binary import gpu_unused
+from wyoming_orpheus.managed.binary import gpu_unused
 
 pytestmark = pytest.mark.slow  # real processes: llama-server, the server itself
 
@@ -324,9 +324,7 @@ async def test_a_gpu_this_llama_server_cannot_use_is_a_warning_and_in_health(
     assert "lists no GPU" in unused
     for fix in ("Vulkan", "LLAMA_BACKEND=cuda script/llama-server", "docker/compose.yaml"):
         assert fix in unused
-    assert (
-        f"WARNING wyoming_orpheus.upstream.managed: The GPU goes unused: {unused}" in server.log()
-    )
+    assert f"WARNING wyoming_orpheus.managed.server: The GPU goes unused: {unused}" in server.log()
     assert len(await speak_wyoming(server.port, "Still speaking.")) > 0  # on the CPU, but speaking
 
 

@@ -12,16 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wyoming_orpheus.audio.playout import (
-    Holder,
-    Policy,
-    Progress,
-    RateMeter,
-    Release,
-    decide,
-    least_wait,
-)
-from wyoming_orpheus.playout import STARTED, Gate
+from wyoming_orpheus.playout.gate import STARTED, Gate
+from wyoming_orpheus.playout.holder import Holder, Progress
+from wyoming_orpheus.playout.rule import Policy, Release, decide, least_wait
+from wyoming_orpheus.upstream.rate import RateMeter
 
 FRAME = 2048 / 24000  # audio seconds per frame
 BLOCK = 4  # frames per decoded block (the decoder's first blocks)

@@ -23,8 +23,8 @@ from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, Synthesize
 from benchmarks.listener import SAMPLE_RATE, Listen
 from tests.leftovers import leftovers, server_sockets, settle
 from tests.stand_ins.llm_server import OrpheusStandIn
-from wyoming_orpheus.audio.playout import least_wait
-from wyoming_orpheus.upstream.rate import REAL_TIME_TOKENS_PER_SECOND
+from wyoming_orpheus.format import REAL_TIME_TOKENS_PER_SECOND
+from wyoming_orpheus.playout.rule import least_wait
 from wyoming_orpheus.wyoming_server.handler import build_info
 from wyoming_orpheus.wyoming_server.listener import WyomingServer
 

@@ -14,15 +14,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .cli import load_settings
 from .config import ConfigError, Settings, UpstreamSettings, ignored_settings
+from .config.cli import load_settings
 from .decode.hardware import DeviceFacts, Tier, select_tier
 from .decode.snac import CodecLoadError, local_snac_dir
 from .engine import Engine
+from .fetch.hub import Downloads, HubError, fetch_gguf, parse_gguf_spec
+from .fetch.release import ReleaseError, fetch_for_host
 from .http_api import HttpServer, HttpState
-from .hub import Downloads, HubError, fetch_gguf, parse_gguf_spec
-from .upstream.llama_release import ReleaseError, fetch_for_host
-from .upstream.managed import ManagedLlamaServer, size_for
+from .managed.server import ManagedLlamaServer, size_for
 from .wyoming_server.discovery import Advertiser
 from .wyoming_server.handler import build_info
 from .wyoming_server.listener import WyomingServer

@@ -13,14 +13,14 @@ from .decode.memory import release_free_memory
 from .decode.snac import load_snac
 from .decode.streams import warm_up
 from .decode.worker import DecodeWorker
+from .fetch.hub import Downloads
 from .format import REAL_TIME_TOKENS_PER_SECOND
-from .hub import Downloads
 from .loop_lag import LoopLag
+from .managed.server import ManagedLlamaServer
 from .metrics import Metrics
-from .synthesis import Synthesizer
+from .synthesis.synthesizer import Synthesizer
 from .text import LexiconError, NormalizeOptions, TextPipeline
 from .upstream.completion import UpstreamError
-from .upstream.managed import ManagedLlamaServer
 from .upstream.pool import UpstreamPool
 from .voices import VoiceCatalog, builtin_name, unknown_binding_entries, voices_for_binding
 

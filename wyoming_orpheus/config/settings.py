@@ -1,6 +1,6 @@
 """The typed settings, each field declared once: parser, default, help, flag, earlier names.
 
-The loader (config/loading.py), the flags (cli.py) and the documented config file
+The loader (config/loading.py), the flags (config/cli.py) and the documented config file
 (config/wyoming-orpheus.yaml, written by config/document.py) are generated from these fields.
 """
 

@@ -10,7 +10,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from ..errors import OrpheusError
-from ..hub import Downloads, HubError, fetch_file
+from ..fetch.hub import Downloads, HubError, fetch_file
 
 _LOGGER = logging.getLogger(__name__)
 

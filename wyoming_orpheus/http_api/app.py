@@ -13,8 +13,8 @@ from swagger_ui_bundle import swagger_ui_path
 
 from ..config import Settings
 from ..engine import Engine
-from ..hub import Downloads
-from ..upstream.managed import ManagedLlamaServer
+from ..fetch.hub import Downloads
+from ..managed.server import ManagedLlamaServer
 from . import catalog, pages, speech, status
 from .connections import ConnectionGuard
 from .errors import ApiError, error_middleware

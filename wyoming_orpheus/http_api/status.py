@@ -8,9 +8,9 @@ from aiohttp import web
 
 from .. import __version__
 from ..engine import Engine
-from ..hub import Downloads
+from ..fetch.hub import Downloads
+from ..managed.server import ManagedLlamaServer
 from ..metrics import CONTENT_TYPE
-from ..upstream.managed import ManagedLlamaServer
 from ..upstream.rate import RollingRate
 
 

@@ -65,3 +65,49 @@ class RollingRate:
         """Return audio seconds made per wall second (1.0: exactly real time)."""
         rate = self.tokens_per_second()
         return None if rate is None else rate / REAL_TIME_TOKENS_PER_SECOND
+
+
+class RateMeter:
+    """Audio seconds made per wall second, from the first token on (the prefill not counted).
+
+    Fed as tokens arrive from every segment of one request, so a later segment generated
+    alongside (lookahead) counts as the listener will hear it: audio made by the time it plays.
+
+    The rate given is the lower of the whole run's and the last `window` seconds': a rate that
+    slows is believed at once, one that speeds up only as the whole run catches up.
+    """
+
+    def __init__(self, window: float = 2.0) -> None:
+        self._window = window
+        self._started: float | None = None
+        self._made = 0.0
+        self._recent: deque[tuple[float, float]] = deque()
+
+    def add(self, now: float, seconds: float) -> None:
+        """Record `seconds` of audio made by `now`."""
+        if self._started is None:
+            # The first arrival only starts the clock: its audio was made before it, in time
+            # the meter did not see (counting it would overstate a short run's rate).
+            self._started = now
+            self._recent.append((now, 0.0))
+            return
+        self._made += seconds
+        self._recent.append((now, self._made))
+        while len(self._recent) > 2 and self._recent[1][0] <= now - self._window:
+            self._recent.popleft()
+
+    @property
+    def made(self) -> float:
+        """Return the audio seconds measured (after the first arrival)."""
+        return self._made
+
+    def rate(self, now: float) -> float | None:
+        """Return the measured rate, or None before any audio."""
+        if self._started is None or self._made <= 0:
+            return None
+        overall = self._made / max(now - self._started, 1e-6)
+        first_at, first_made = self._recent[0]
+        if now - first_at < self._window / 2:
+            return overall
+        recent = (self._made - first_made) / (now - first_at)
+        return min(overall, recent)

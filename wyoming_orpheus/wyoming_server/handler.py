@@ -29,7 +29,7 @@ from ..errors import BadRequest, error_code, error_text
 from ..format import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
 from ..outcomes import client_gone, record
 from ..sockets import write_within
-from ..synthesis import Synthesizer
+from ..synthesis.synthesizer import Synthesizer
 from ..text import TextError
 from ..voices import VoiceCatalog
 from .audio_out import Chunker

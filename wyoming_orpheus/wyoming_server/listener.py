@@ -12,7 +12,7 @@ from wyoming.event import async_write_event
 from wyoming.info import Info
 
 from ..sockets import bound_send_buffer
-from ..synthesis import Synthesizer
+from ..synthesis.synthesizer import Synthesizer
 from .handler import OrpheusEventHandler
 from .protocol import MAX_HEADER_BYTES
 

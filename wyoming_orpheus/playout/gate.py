@@ -2,7 +2,7 @@
 
 Between the synthesis and both doors. `audio-start` (HTTP: the headers) goes out at once: the
 stage yields an empty block when it begins to hold before anything was sent, so a door commits
-its response then; the chunks follow when the rule (audio/playout.py) says the listener will
+its response then; the chunks follow when the rule (rule.py) says the listener will
 not run dry. The source runs in a task of its own, so a hold can end at its cap while the LLM
 stalls, without interrupting the synthesis mid-step.
 """
@@ -16,8 +16,9 @@ from collections.abc import AsyncGenerator, Callable
 
 import numpy as np
 
-from .audio.playout import Holder, Outcome, Policy, Progress
-from .format import SAMPLE_RATE
+from ..format import SAMPLE_RATE
+from .holder import Holder, Progress
+from .rule import Outcome, Policy
 
 QUEUE_BLOCKS = 32
 """Blocks made ahead of a slow reader once released (bounds memory; ~1-8 frames each)."""

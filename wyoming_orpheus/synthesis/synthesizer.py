@@ -6,27 +6,30 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from .audio.level import LevelControl
-from .audio.pcm import LeadTrimmer, TempoChanger, silence, to_int16
-from .audio.playout import Policy, Progress
-from .config import Settings
-from .decode.streams import Playback, open_stream
-from .decode.worker import DecodeWorker
-from .errors import OrpheusError
-from .format import FRAME_SECONDS, TOKENS_PER_FRAME
-from .metrics import Metrics
-from .playout import Gate
+from ..audio.level import LevelControl
+from ..audio.pcm import LeadTrimmer, TempoChanger, silence, to_int16
+from ..config import Settings
+from ..decode.streams import Playback, open_stream
+from ..decode.worker import DecodeWorker
+from ..errors import OrpheusError
+from ..format import TOKENS_PER_FRAME
+from ..metrics import Metrics
+from ..playout.gate import Gate
+from ..playout.holder import Progress
+from ..playout.pace import Pace
+from ..playout.rule import Policy
+from ..text import Part, Pause, TextError, TextPipeline, clean_text, ssml_to_parts
+from ..upstream.completion import DEFAULT_SAMPLING, Sampling, UpstreamError
+from ..upstream.pool import UpstreamPool
+from ..upstream.tokens import FrameParser
+from ..voices import Voice, VoiceCatalog
+from .feed import TokenFeed
 from .report import Report
-from .text import Part, Pause, TextError, TextPipeline, clean_text, ssml_to_parts
-from .upstream.completion import DEFAULT_SAMPLING, Sampling, UpstreamError
-from .upstream.pool import UpstreamPool
-from .upstream.tokens import FrameParser
-from .voices import Voice, VoiceCatalog
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -58,10 +61,6 @@ class SynthesisStats:
 
 
 _END = object()
-SECONDS_PER_CHAR = 0.07
-"""Orpheus's pace before a voice has been heard: ~14 characters a second (issue 23)."""
-PACE_WEIGHT = 0.5
-"""How much a finished segment moves its voice's learned pace (a few answers settle it)."""
 OFF_LOOP_CHARS = 1000
 """Text parts longer than this are prepared (normalized, segmented) off the event loop."""
 
@@ -94,8 +93,7 @@ class Synthesizer:
             if settings.playout == "adaptive"
             else None
         )
-        self._pace: dict[str, float] = {}
-        """Audio seconds per spoken character, learned per voice from finished segments."""
+        self._pace = Pace()
 
     def resolve_voice(self, name: str | None) -> Voice:
         """Return the named voice, or the default voice when no name is given."""
@@ -154,12 +152,12 @@ class Synthesizer:
         """Yield 24 kHz int16 mono PCM for the parts, while the LLM still generates.
 
         With adaptive playout the audio may be held at first (an empty block says it is
-        coming: a door sends its start then) until the rest will not run dry (playout.py).
+        coming: a door sends its start then) until the rest will not run dry (playout/).
         """
         report = Report(voice.name, door, self.metrics)
         progress = Progress(
             speed=speed,
-            seconds_per_char=self._pace.get(voice.name, SECONDS_PER_CHAR),
+            seconds_per_char=self._pace.of(voice.name),
             remembered=self._pool.expected_rate(voice.name),
         )
         gate = Gate(self._policy, progress)
@@ -226,7 +224,7 @@ class Synthesizer:
                     yield silence(item.seconds)
                     spoken = False  # an explicit break replaces the pause between segments
                     continue
-                assert isinstance(item, _TokenFeed)
+                assert isinstance(item, TokenFeed)
                 if spoken and self.settings.segment_pause_ms:
                     yield silence(self.settings.segment_pause_ms / 1000)
                 progress.segment += 1
@@ -239,7 +237,7 @@ class Synthesizer:
             feeder.cancel()
             while not feeds.empty():
                 item = feeds.get_nowait()
-                if isinstance(item, _TokenFeed):
+                if isinstance(item, TokenFeed):
                     item.cancel()
             # asyncio.wait re-raises our own cancellation, never the feeder's: a suppress()
             # around `await feeder` would swallow a cancellation of this task (issue 25).
@@ -265,7 +263,7 @@ class Synthesizer:
                 for segment in segments:
                     await window.acquire()
                     stream = self._pool.stream(voice.name, segment, sampling)
-                    feeds.put_nowait(_TokenFeed(stream, len(segment), progress.tokens))
+                    feeds.put_nowait(TokenFeed(stream, len(segment), progress.tokens))
             feeds.put_nowait(_END)
         except Exception as err:  # reaches the consumer in order, after earlier audio
             feeds.put_nowait(err)
@@ -278,7 +276,7 @@ class Synthesizer:
         return await asyncio.to_thread(self.text.segments, text, language, limit)
 
     async def _speak(
-        self, feed: _TokenFeed, playback: Playback, voice: Voice
+        self, feed: TokenFeed, playback: Playback, voice: Voice
     ) -> AsyncGenerator[np.ndarray, None]:
         """Turn one segment's tokens into exact PCM; flush what came before a late failure."""
         parser = FrameParser()
@@ -306,15 +304,7 @@ class Synthesizer:
         self._record(parser, first_token)
         if error is not None:
             raise error
-        self._learn_pace(voice.name, parser.stats.frames, feed.chars)
-
-    def _learn_pace(self, voice: str, frames: int, chars: int) -> None:
-        """Move the voice's pace towards a finished segment's audio seconds per character."""
-        if frames < 2 or chars < 1:
-            return
-        pace = frames * FRAME_SECONDS / chars
-        before = self._pace.get(voice, SECONDS_PER_CHAR)
-        self._pace[voice] = before + PACE_WEIGHT * (pace - before)
+        self._pace.learn(voice.name, parser.stats.frames, feed.chars)
 
     def _record(self, parser: FrameParser, first_token: float | None) -> None:
         stats = parser.stats
@@ -330,62 +320,6 @@ class Synthesizer:
             stats.invalid_tokens,
             stats.end_of_speech,
         )
-
-
-class _TokenFeed:
-    """Reads one upstream stream into a queue in its own task: reading never waits on decoding."""
-
-    def __init__(
-        self,
-        stream: AsyncGenerator[str, None],
-        chars: int,
-        arrived: Callable[[float, str], None],
-    ) -> None:
-        self.chars = chars
-        """The segment's spoken characters (its voice's pace is learned from them)."""
-        self._arrived = arrived
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
-        self._task = asyncio.create_task(self._read(stream))
-
-    async def _read(self, stream: AsyncGenerator[str, None]) -> None:
-        try:
-            async with contextlib.aclosing(stream):
-                async for piece in stream:
-                    # Timed here, as it arrives: what the playout rate measures.
-                    self._arrived(time.monotonic(), piece)
-                    self._queue.put_nowait(piece)
-            self._queue.put_nowait(_END)
-        except Exception as err:
-            self._queue.put_nowait(err)
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self._pieces()
-
-    async def _pieces(self) -> AsyncIterator[str]:
-        """Yield everything that arrived since the last read as one piece.
-
-        NOTE: issue #10: pushed piece by piece, a loaded decoder stepped one frame at a time
-        (~3x the per-frame cost of a 4-16 frame step), so the listener's lead never grew.
-        Taking all that queued up while the previous decode ran lets blocks grow under load.
-        """
-        while True:
-            batch: list[str] = []
-            item = await self._queue.get()
-            while isinstance(item, str):
-                batch.append(item)
-                if self._queue.empty():
-                    break
-                item = self._queue.get_nowait()
-            if batch:
-                yield "".join(batch)
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-
-    def cancel(self) -> None:
-        """Stop reading; the upstream connection closes at once."""
-        self._task.cancel()
 
 
 async def _aiter(parts: AsyncIterable[Part] | Iterable[Part]) -> AsyncIterator[Part]:

@@ -1,4 +1,4 @@
-"""Managed mode: size, start and supervise our own llama.cpp `llama-server` (found by llama_binary).
+"""Managed mode: size, start and supervise our own llama.cpp `llama-server` (found by binary.py).
 
 With no LLM server named, wyoming-orpheus runs one itself on 127.0.0.1 and a free port. It is
 restarted with backoff when it exits, stopped (TERM, then KILL) when we stop, and dies with us
@@ -25,8 +25,8 @@ from typing import Any
 import aiohttp
 
 from ..config import ALL_GPU_LAYERS, Settings
-from .completion import UpstreamBroken, UpstreamError, UpstreamUnreachable, max_tokens_for
-from .llama_binary import (
+from ..upstream.completion import UpstreamBroken, UpstreamError, UpstreamUnreachable, max_tokens_for
+from .binary import (
     HOST,
     RELEASE,
     Devices,

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..hub import Downloads, first_line, progress_class
+from ..managed.binary import VULKAN_NEEDS, WAYS_TO_GET_ONE, Devices, list_devices
 from .archive import BOUNDS, ArchiveError, unpack
-from .llama_binary import VULKAN_NEEDS, WAYS_TO_GET_ONE, Devices, list_devices
+from .hub import Downloads, first_line, progress_class
 
 _LOGGER = logging.getLogger(__name__)
 

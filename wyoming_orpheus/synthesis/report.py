@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 
-from .audio.playout import Outcome
-from .format import SAMPLE_RATE
-from .metrics import Metrics
+from ..format import SAMPLE_RATE
+from ..metrics import Metrics
+from ..playout.rule import Outcome
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import (
+from .. import __version__
+from . import (
     ENV_PREFIX,
     LAYER_ORDER,
     RawLayer,
@@ -20,8 +20,8 @@ from .config import (
     read_dotenv,
     read_yaml_file,
 )
-from .config.declare import APPEND, OFF, ON, OPTIONAL, SHELL_APPEND, TOGGLE
-from .config.values import accepts
+from .declare import APPEND, OFF, ON, OPTIONAL, SHELL_APPEND, TOGGLE
+from .values import accepts
 
 
 def build_parser() -> argparse.ArgumentParser:

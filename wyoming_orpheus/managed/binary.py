@@ -23,7 +23,7 @@ _OURS = frozenset({"-m", "--model", "-hf", "-hfr", "--hf-repo", "--host", "--por
 _OPTION_RE = re.compile(r"(?<![\w-])(--?[a-zA-Z][\w-]*)")
 
 RELEASE = "release"
-"""The `llama_server` value that always takes llama.cpp's prebuilt release (llama_release.py)."""
+"""The `llama_server` value that always takes llama.cpp's prebuilt release (fetch/release.py)."""
 
 WAYS_TO_GET_ONE = (
     "put llama.cpp's llama-server on PATH (or name it with --llama-server), run "

@@ -1,0 +1,1 @@
+"""Playout: when held audio may go, so a slow LLM plays without gaps (rule, timeline, gate, pace)."""

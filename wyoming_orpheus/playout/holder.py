@@ -1,0 +1,119 @@
+"""Holding one request's blocks by the rule: what the rule knows of a request, and the holder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from ..format import REAL_TIME_TOKENS_PER_SECOND
+from ..upstream.rate import RateMeter, audio_tokens
+from .rule import Outcome, Policy, Release, decide
+from .timeline import Listener
+
+T = TypeVar("T")
+
+
+@dataclass
+class Progress:
+    """What the rule knows of one request; the synthesis writes it as text and tokens come."""
+
+    speed: float
+    seconds_per_char: float
+    """The voice's pace: audio seconds (at speed 1) per spoken character."""
+    remembered: float | None
+    """The real-time factor its LLM server had on its last requests (None: never measured)."""
+    chars: int = 0
+    """Spoken characters known so far (streamed text grows)."""
+    segment: int = 0
+    """The segment being spoken (a new one may be held at its start)."""
+    meter: RateMeter = field(default_factory=RateMeter)
+
+    def tokens(self, now: float, piece: str) -> None:
+        """Count a piece of streamed LLM text (every segment's, as it arrives)."""
+        if count := audio_tokens(piece):
+            self.meter.add(now, count / REAL_TIME_TOKENS_PER_SECOND)
+
+    def rate(self, now: float, policy: Policy) -> float | None:
+        """Return output audio seconds per wall second: live once measured, else remembered."""
+        live = self.meter.rate(now) if self.meter.made >= policy.measured else None
+        rate = live if live is not None else self.remembered
+        return None if rate is None else rate / self.speed
+
+    def estimate(self, produced: float) -> float:
+        """Return the whole answer's estimated output seconds (never under what was made)."""
+        return max(self.chars * self.seconds_per_char / self.speed, produced)
+
+
+class Holder(Generic[T]):
+    """Holds a request's blocks by the rule; what each call returns may go to the listener now.
+
+    A block that starts the audio or a new segment is held until `decide` lets it go; after
+    that, blocks of the same segment pass straight through.
+    """
+
+    def __init__(self, policy: Policy, progress: Progress) -> None:
+        self.policy = policy
+        self._progress = progress
+        self.listener = Listener()
+        self._held: list[tuple[T, float]] = []
+        self._since: float | None = None
+        self._segment = -1
+        self._produced = 0.0
+        self.outcome = Outcome()
+
+    @property
+    def deadline(self) -> float | None:
+        """Return when the hold reaches its cap, or None while nothing is held."""
+        return None if self._since is None else self._since + self.policy.max_hold
+
+    @property
+    def holding(self) -> bool:
+        """Tell whether blocks are held."""
+        return self._since is not None
+
+    def offer(self, now: float, block: T, seconds: float, segment: int) -> list[T]:
+        """Take one block of `seconds` of audio from `segment`; return what may go now."""
+        self._produced += seconds
+        if self._since is None and segment == self._segment:
+            self.listener.send(now, seconds)
+            return [block]
+        self._segment = segment
+        if self._since is None:
+            self._since = now
+        self._held.append((block, seconds))
+        held = sum(s for _, s in self._held)
+        decision = decide(
+            self.policy,
+            ahead=self.listener.ahead(now) + held,
+            remaining=self._progress.estimate(self._produced) - self._produced,
+            rate=self._progress.rate(now, self.policy),
+            held_for=now - self._since,
+            finished=False,
+        )
+        return [] if decision is None else self._release(now, decision)
+
+    def expire(self, now: float) -> list[T]:
+        """Let the held blocks go at the cap (the LLM stalled while they were held)."""
+        return self._release(now, Release.CAP) if self._since is not None else []
+
+    def finish(self, now: float) -> list[T]:
+        """Let everything go: generation ended (or failed)."""
+        return self._release(now, Release.END) if self._since is not None else []
+
+    def _release(self, now: float, why: Release) -> list[T]:
+        assert self._since is not None
+        held_for = now - self._since
+        self._since = None
+        outcome = self.outcome
+        if held_for > 0:
+            outcome.holds += 1
+            outcome.held += held_for
+        if not self.listener.started:
+            outcome.first_hold = held_for
+            outcome.release = why if held_for > 0 else Release.IMMEDIATE
+            outcome.estimated = self._progress.estimate(self._produced)
+            outcome.rate = self._progress.rate(now, self.policy)
+        out, self._held = self._held, []
+        for _, seconds in out:
+            self.listener.send(now, seconds)
+        return [block for block, _ in out]
