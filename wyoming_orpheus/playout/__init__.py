@@ -1,1 +1,1 @@
-"""Playout: when held audio may go, so a slow LLM plays without gaps (rule, timeline, gate, pace)."""
+"""Playout: when held audio may go, so a slow LLM plays without gaps (rule, timeline, pace)."""
