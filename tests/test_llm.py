@@ -21,7 +21,6 @@ from wyoming_orpheus.upstream.completion import (
     max_tokens_for,
 )
 from wyoming_orpheus.upstream.pool import UpstreamPool
-from wyoming_orpheus.upstream.tokens import FrameParser
 
 TEXT = "Hello there, this is a test of the speech server."
 
@@ -44,11 +43,10 @@ async def collect(
     pool: UpstreamPool, voice: str = "tara", text: str = TEXT
 ) -> list[tuple[int, ...]]:
     await pool.start()
-    parser = FrameParser()
     frames: list[tuple[int, ...]] = []
     async with aclosing(pool.stream(voice, text)) as pieces:
         async for piece in pieces:
-            frames.extend(parser.feed(piece))
+            frames.extend(piece.frames)
     return frames
 
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wyoming_orpheus.format import TOKENS_PER_FRAME
 from wyoming_orpheus.playout.gate import STARTED, Gate
 from wyoming_orpheus.playout.holder import Holder, Progress
 from wyoming_orpheus.playout.rule import Policy, Release, decide, least_wait
@@ -75,7 +76,7 @@ def simulate(
                 now += stall[1]
                 stalled = True
             made += 1
-            progress.meter.add(now, FRAME)
+            progress.meter.add(now, TOKENS_PER_FRAME)
             deadline = holder.deadline
             if deadline is not None and deadline < now:
                 out(holder.expire(deadline), deadline, holder.listener.gaps)
@@ -209,7 +210,7 @@ def test_the_rule_waits_while_the_rate_is_unknown_and_says_why_it_lets_go() -> N
 def test_the_meter_ignores_the_time_before_the_first_token() -> None:
     meter = RateMeter()
     for i in range(1, 41):  # first token at t=5 s, then 0.5x real time
-        meter.add(5.0 + i * FRAME / 0.5, FRAME)
+        meter.add(5.0 + i * FRAME / 0.5, TOKENS_PER_FRAME)
     assert meter.rate(5.0 + 40 * FRAME / 0.5) == pytest.approx(0.5, rel=0.05)
 
 

@@ -96,3 +96,29 @@ def test_inserted_bad_tokens_never_yield_invalid_codes(
     assert all(len(f) == 7 and all(0 <= c < 4096 for c in f) for f in parsed)
     # Every parsed frame is one the model really sent or a valid regrouping of sent tokens.
     assert len(parsed) <= len(frames) + len(noise) // 7 + 1
+
+
+@given(cuts=st.lists(st.integers(0, 200), max_size=12))
+def test_each_arrival_is_parsed_once_and_a_split_token_counts_once(cuts: list[int]) -> None:
+    # Issue 30: the rate meters counted `<custom_token_` per arrival, so a token split across
+    # two arrivals counted in neither or (with a split prefix) twice.
+    frames = [(1, 2, 3, 4, 5, 6, 7), (7, 6, 5, 4, 3, 2, 1), (9, 9, 9, 9, 9, 9, 9)]
+    text = "".join(tokens_for(frames))
+    bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
+    parser = FrameParser()
+    pieces = [parser.parse(text[a:b], arrived=float(a)) for a, b in zip(bounds, bounds[1:])]
+    assert [frame for piece in pieces for frame in piece.frames] == frames
+    assert sum(piece.tokens for piece in pieces) == 21
+    merged = pieces[0]
+    for piece in pieces[1:]:
+        merged = merged.merged(piece)
+    assert merged.frames == tuple(frames) and merged.tokens == 21
+    assert merged.arrived == pieces[-1].arrived
+
+
+def test_a_last_incomplete_frame_is_reported_when_the_stream_closes() -> None:
+    parser = FrameParser()
+    piece = parser.parse("".join(tokens_for([(1,) * 7]) + tokens_for([(2,) * 7])[:3]), 1.0)
+    assert len(piece.frames) == 1 and piece.tokens == 10
+    last = parser.close(2.0)
+    assert last.frames == () and last.found.dropped_tokens == 3

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from ..format import REAL_TIME_TOKENS_PER_SECOND
-from ..upstream.rate import RateMeter, audio_tokens
+from ..upstream.rate import RateMeter
+from ..upstream.tokens import Piece
 from .rule import Outcome, Policy, Release, decide
 from .timeline import Listener
 
@@ -28,10 +28,9 @@ class Progress:
     """The segment being spoken (a new one may be held at its start)."""
     meter: RateMeter = field(default_factory=RateMeter)
 
-    def tokens(self, now: float, piece: str) -> None:
-        """Count a piece of streamed LLM text (every segment's, as it arrives)."""
-        if count := audio_tokens(piece):
-            self.meter.add(now, count / REAL_TIME_TOKENS_PER_SECOND)
+    def arrived(self, piece: Piece) -> None:
+        """Count a parsed piece of LLM text (every segment's, as it arrives)."""
+        self.meter.add(piece.arrived, piece.tokens)
 
     def rate(self, now: float, policy: Policy) -> float | None:
         """Return output audio seconds per wall second: live once measured, else remembered."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
-_END = object()
+from ..upstream.tokens import Piece
+
+_Item = Piece | Exception | None
+"""What the reader hands on: a piece, the failure that ended the stream, or None at its end."""
 
 
 class TokenFeed:
@@ -15,31 +17,30 @@ class TokenFeed:
 
     def __init__(
         self,
-        stream: AsyncGenerator[str, None],
+        stream: AsyncGenerator[Piece, None],
         chars: int,
-        arrived: Callable[[float, str], None],
+        arrived: Callable[[Piece], None],
     ) -> None:
         self.chars = chars
         """The segment's spoken characters (its voice's pace is learned from them)."""
         self._arrived = arrived
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task = asyncio.create_task(self._read(stream))
 
-    async def _read(self, stream: AsyncGenerator[str, None]) -> None:
+    async def _read(self, stream: AsyncGenerator[Piece, None]) -> None:
         try:
             async with contextlib.aclosing(stream):
                 async for piece in stream:
-                    # Timed here, as it arrives: what the playout rate measures.
-                    self._arrived(time.monotonic(), piece)
+                    self._arrived(piece)  # as it arrives: what the playout rate measures
                     self._queue.put_nowait(piece)
-            self._queue.put_nowait(_END)
+            self._queue.put_nowait(None)
         except Exception as err:
             self._queue.put_nowait(err)
 
-    def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[Piece]:
         return self._pieces()
 
-    async def _pieces(self) -> AsyncIterator[str]:
+    async def _pieces(self) -> AsyncIterator[Piece]:
         """Yield everything that arrived since the last read as one piece.
 
         NOTE: issue #10: pushed piece by piece, a loaded decoder stepped one frame at a time
@@ -47,18 +48,18 @@ class TokenFeed:
         Taking all that queued up while the previous decode ran lets blocks grow under load.
         """
         while True:
-            batch: list[str] = []
+            batch: Piece | None = None
             item = await self._queue.get()
-            while isinstance(item, str):
-                batch.append(item)
+            while isinstance(item, Piece):
+                batch = item if batch is None else batch.merged(item)
                 if self._queue.empty():
                     break
                 item = self._queue.get_nowait()
-            if batch:
-                yield "".join(batch)
-            if item is _END:
+            if batch is not None:
+                yield batch
+            if item is None:
                 return
-            if isinstance(item, BaseException):
+            if isinstance(item, Exception):
                 raise item
 
     def cancel(self) -> None:

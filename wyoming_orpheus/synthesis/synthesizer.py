@@ -26,7 +26,7 @@ from ..playout.rule import Policy
 from ..text import Part, Pause, TextError, TextPipeline, clean_text, ssml_to_parts
 from ..upstream.completion import DEFAULT_SAMPLING, Sampling, UpstreamError
 from ..upstream.pool import UpstreamPool
-from ..upstream.tokens import FrameParser
+from ..upstream.tokens import FrameStats
 from ..voices import Voice, VoiceCatalog
 from .feed import TokenFeed
 from .report import Report
@@ -263,7 +263,7 @@ class Synthesizer:
                 for segment in segments:
                     await window.acquire()
                     stream = self._pool.stream(voice.name, segment, sampling)
-                    feeds.put_nowait(TokenFeed(stream, len(segment), progress.tokens))
+                    feeds.put_nowait(TokenFeed(stream, len(segment), progress.arrived))
             feeds.put_nowait(_END)
         except Exception as err:  # reaches the consumer in order, after earlier audio
             feeds.put_nowait(err)
@@ -279,15 +279,16 @@ class Synthesizer:
         self, feed: TokenFeed, playback: Playback, voice: Voice
     ) -> AsyncGenerator[np.ndarray, None]:
         """Turn one segment's tokens into exact PCM; flush what came before a late failure."""
-        parser = FrameParser()
+        stats = FrameStats()
         decoder = open_stream(self._worker, playback.lead)
         trimmer = LeadTrimmer()
         error: UpstreamError | None = None
         first_token: float | None = None
         try:
-            async for text in feed:
+            async for piece in feed:
                 first_token = first_token or time.monotonic()
-                decoder.add(parser.feed(text))
+                stats.add(piece.found)
+                decoder.add(list(piece.frames))
                 while (samples := await decoder.next_block()) is not None:
                     yield trimmer.push(samples)
         except UpstreamError as err:
@@ -296,18 +297,16 @@ class Synthesizer:
             error = err  # audio already started: end the segment cleanly, then report
         finally:
             feed.cancel()
-        parser.finish()
         decoder.end()
         while (samples := await decoder.next_block()) is not None:
             yield trimmer.push(samples)
         yield trimmer.flush()
-        self._record(parser, first_token)
+        self._record(stats, first_token)
         if error is not None:
             raise error
-        self._pace.learn(voice.name, parser.stats.frames, feed.chars)
+        self._pace.learn(voice.name, stats.frames, feed.chars)
 
-    def _record(self, parser: FrameParser, first_token: float | None) -> None:
-        stats = parser.stats
+    def _record(self, stats: FrameStats, first_token: float | None) -> None:
         took = time.monotonic() - first_token if first_token is not None else 0.0
         if stats.frames > 1 and took > 0:
             self.metrics.token_rate.observe(stats.frames * TOKENS_PER_FRAME / took)

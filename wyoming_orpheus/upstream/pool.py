@@ -24,8 +24,8 @@ from .completion import (
     shown_url,
     stream_completion,
 )
-from .rate import RollingRate, TokenClock
-from .tokens import FrameParser
+from .rate import RateMeter, RollingRate
+from .tokens import FrameParser, Piece
 
 _LOGGER = logging.getLogger(__name__)
 PROBE_TEXT = "Hello! This is a short test of how fast the voice model speaks on this machine."
@@ -115,13 +115,13 @@ class UpstreamPool:
         upstream = self._pick(voice, [])
         if upstream is None or self._session is None:
             return None
-        timing = TokenClock(self._clock)
+        timing = RateMeter()
         stream = self._stream_one(upstream, voice, PROBE_TEXT, DEFAULT_SAMPLING)
         cut = True  # a whole generation records itself (_stream_one); a cut one is ours to
         try:
             async with asyncio.timeout(PROBE_SECONDS), aclosing(stream):
                 async for piece in stream:
-                    timing.add(piece)
+                    timing.add(piece.arrived, piece.tokens)
                     if timing.tokens >= PROBE_TOKENS:
                         break
                 else:
@@ -140,8 +140,8 @@ class UpstreamPool:
 
     async def stream(
         self, voice: str, text: str, sampling: Sampling = DEFAULT_SAMPLING
-    ) -> AsyncGenerator[str, None]:
-        """Yield the token text for voice and text; retry once if no audio came yet."""
+    ) -> AsyncGenerator[Piece, None]:
+        """Yield the parsed pieces for voice and text; retry once if no audio came yet."""
         if self._session is None:
             raise RuntimeError("upstream pool is not started")
         tried: list[Upstream] = []
@@ -186,20 +186,25 @@ class UpstreamPool:
 
     async def _stream_one(
         self, upstream: Upstream, voice: str, text: str, sampling: Sampling
-    ) -> AsyncGenerator[str, None]:
+    ) -> AsyncGenerator[Piece, None]:
+        """Yield one server's generation, each arrival parsed once and timed as it came."""
         assert self._session is not None
         upstream.in_flight += 1
-        timing = TokenClock(self._clock)
+        timing = RateMeter()
+        parser = FrameParser()
         try:
             completion = stream_completion(
                 self._session, upstream.settings, self._settings, voice, text, sampling
             )
-            async with aclosing(completion) as pieces:
-                async for piece in pieces:
-                    timing.add(piece)
+            async with aclosing(completion) as texts:
+                async for arrived in texts:
+                    piece = parser.parse(arrived, self._clock())
+                    timing.add(piece.arrived, piece.tokens)
                     yield piece
         finally:
             upstream.in_flight -= 1
+        if (last := parser.close(self._clock())).found.dropped_tokens:
+            yield last  # an incomplete last frame: counted where the pieces are read
         # Only a whole generation is measured: one cut short says little of the server's rate.
         if (measured := timing.measured()) is not None:
             upstream.rate.add(*measured)
@@ -214,15 +219,15 @@ class _AudioStart:
     """
 
     def __init__(self) -> None:
-        self._parser = FrameParser()
-        self._held: list[str] = []
+        self._held: Piece | None = None
         self.started = False
 
-    def hold(self, piece: str) -> str | None:
-        """Take one piece; return everything held once it completes the first frame."""
-        self._held.append(piece)
-        if not self._parser.feed(piece):
+    def hold(self, piece: Piece) -> Piece | None:
+        """Take one piece; return everything held, as one, once it completes the first frame."""
+        held = piece if self._held is None else self._held.merged(piece)
+        if not held.frames:
+            self._held = held
             return None
         self.started = True
-        held, self._held = "".join(self._held), []
+        self._held = None
         return held

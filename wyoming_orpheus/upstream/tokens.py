@@ -1,11 +1,11 @@
-"""Token text -> validated 7-code SNAC frames."""
+"""Token text -> validated 7-code SNAC frames, parsed once per arrival (`Piece`)."""
 
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from ..format import (
     AUDIO_TOKEN_BASE,
@@ -38,6 +38,43 @@ class FrameStats:
     dropped_tokens: int = 0
     """Valid tokens discarded while resynchronising after a slot mismatch."""
     end_of_speech: bool = False
+    tokens: int = 0
+    """Audio-range tokens seen (valid or not); a token split across arrivals counts once."""
+
+    def add(self, other: FrameStats) -> None:
+        """Add another parser's counts (a request's segments, a consumer's pieces)."""
+        self.frames += other.frames
+        self.invalid_tokens += other.invalid_tokens
+        self.dropped_tokens += other.dropped_tokens
+        self.end_of_speech = self.end_of_speech or other.end_of_speech
+        self.tokens += other.tokens
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One arrival of an LLM's streamed text, parsed once: what every consumer reads.
+
+    NOTE: issue 30: the pool's rate clock, its audio-start check, the playout meter and the
+    frame parser each scanned the text again (three rate meters, and a token split across two
+    arrivals was counted twice or not at all). The pool now parses each arrival once.
+    """
+
+    arrived: float
+    """When it arrived (the pool's clock): what every rate is measured from."""
+    frames: tuple[Frame, ...] = ()
+    found: FrameStats = field(default_factory=FrameStats)
+    """What parsing it found: its frames, audio tokens, dropped and invalid tokens."""
+
+    @property
+    def tokens(self) -> int:
+        """Return the audio tokens this arrival completed."""
+        return self.found.tokens
+
+    def merged(self, later: Piece) -> Piece:
+        """Return this piece and a later one as one (arrived when the later one did)."""
+        found = replace(self.found)
+        found.add(later.found)
+        return Piece(later.arrived, self.frames + later.frames, found)
 
 
 class FrameParser:
@@ -65,6 +102,18 @@ class FrameParser:
         self._pending = _incomplete_tail(text[end:])
         return frames
 
+    def parse(self, text: str, arrived: float) -> Piece:
+        """Parse one arrival into a Piece: its frames and what else it held."""
+        before = replace(self.stats)
+        frames = self.feed(text)
+        return Piece(arrived, tuple(frames), _since(before, self.stats))
+
+    def close(self, arrived: float) -> Piece:
+        """End the stream (`finish`); return what that dropped as a last, frameless Piece."""
+        before = replace(self.stats)
+        self.finish()
+        return Piece(arrived, (), _since(before, self.stats))
+
     def finish(self) -> None:
         """End the stream: an incomplete last frame cannot be decoded and is dropped."""
         if self._partial:
@@ -74,6 +123,8 @@ class FrameParser:
         self._pending = ""
 
     def _take(self, number: int) -> Frame | None:
+        if number >= AUDIO_TOKEN_BASE:
+            self.stats.tokens += 1
         if not is_audio_token(number):
             if number >= AUDIO_TOKEN_BASE:
                 self.stats.invalid_tokens += 1
@@ -115,3 +166,14 @@ def _incomplete_tail(rest: str) -> str:
         return ""
     # A run of digits that never ends would grow forever; a token number has at most 6.
     return tail if len(tail) <= len(TOKEN_PREFIX) + 7 else ""
+
+
+def _since(before: FrameStats, now: FrameStats) -> FrameStats:
+    """Return what a parser found between two copies of its stats."""
+    return FrameStats(
+        frames=now.frames - before.frames,
+        invalid_tokens=now.invalid_tokens - before.invalid_tokens,
+        dropped_tokens=now.dropped_tokens - before.dropped_tokens,
+        end_of_speech=now.end_of_speech and not before.end_of_speech,
+        tokens=now.tokens - before.tokens,
+    )
