@@ -51,7 +51,7 @@ async def measure(snac_dir: Path, repeats: int) -> list[dict[str, Any]]:
     """Serve every hostile text `repeats` times; return each one's median figures."""
     llm = OrpheusStandIn(Behaviour(tokens_per_second=200))
     await llm.start()
-    settings = Settings(
+    settings = Settings.of(
         upstreams=(UpstreamSettings(llm.base_url),),
         snac_model=str(snac_dir),
         device="cpu",
@@ -63,7 +63,10 @@ async def measure(snac_dir: Path, repeats: int) -> list[dict[str, Any]]:
     )
     engine = await Engine.create(settings)
     server = WyomingServer(
-        settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer
+        settings.wyoming.uri,
+        build_info(engine.synthesizer.catalog, True),
+        engine.synthesizer,
+        engine.settings.limits,
     )
     await server.start()
     http = HttpServer(HttpState(settings, engine))

@@ -327,7 +327,7 @@ def check_audio(
 
 
 def settings_for(llm: OrpheusStandIn, snac_dir: Path, decode_workers: int | None) -> Settings:
-    return Settings(
+    return Settings.of(
         uri="tcp://127.0.0.1:0",
         upstreams=(UpstreamSettings(llm.base_url),),
         snac_model=str(snac_dir),
@@ -406,7 +406,10 @@ async def _soak(
     await llm.start()
     engine = await Engine.create(settings_for(llm, snac_dir, decode_workers))
     wyoming = WyomingServer(
-        engine.settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer
+        engine.settings.wyoming.uri,
+        build_info(engine.synthesizer.catalog, True),
+        engine.synthesizer,
+        engine.settings.limits,
     )
     http = HttpServer(HttpState(engine.settings, engine))
     report = Report(seconds=seconds, clients=clients, seed=seed)

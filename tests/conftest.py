@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -62,7 +61,7 @@ def make_settings(snac_dir: Path, llm: OrpheusStandIn) -> Callable[..., Settings
     """Build Settings pointing at the stand-ins; keyword arguments override fields."""
 
     def make(**overrides: Any) -> Settings:
-        base = Settings(
+        base = Settings.of(
             uri="tcp://127.0.0.1:0",
             upstreams=(UpstreamSettings(llm.base_url),),
             snac_model=str(snac_dir),
@@ -74,7 +73,7 @@ def make_settings(snac_dir: Path, llm: OrpheusStandIn) -> Callable[..., Settings
             http_port=0,
             warm_up=False,  # tests/test_stream_decoder.py covers it; each engine would pay it
         )
-        return dataclasses.replace(base, **overrides)
+        return base.but(**overrides)
 
     return make
 
@@ -104,7 +103,10 @@ async def engine(make_settings: Callable[..., Settings], engine_factory: Any) ->
 async def wyoming_server(engine: Engine) -> AsyncIterator[WyomingServer]:
     """A Wyoming server on a free loopback port."""
     server = WyomingServer(
-        engine.settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer
+        engine.settings.wyoming.uri,
+        build_info(engine.synthesizer.catalog, True),
+        engine.synthesizer,
+        engine.settings.limits,
     )
     await server.start()
     yield server
@@ -121,7 +123,10 @@ async def server_factory(
     async def create(**overrides: object) -> WyomingServer:
         engine = await engine_factory(make_settings(**overrides))
         server = WyomingServer(
-            engine.settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer
+            engine.settings.wyoming.uri,
+            build_info(engine.synthesizer.catalog, True),
+            engine.synthesizer,
+            engine.settings.limits,
         )
         await server.start()
         servers.append(server)

@@ -21,7 +21,7 @@ from tests.stand_ins.tcp_recorder import frames_of
 from tests.test_end_to_end import free_port
 from tests.wyoming_client import assert_well_formed, read_reply
 from wyoming_orpheus.audio.pcm import to_int16
-from wyoming_orpheus.config import Settings, UpstreamSettings
+from wyoming_orpheus.config import SamplingSettings, UpstreamSettings
 from wyoming_orpheus.decode.snac import decode_batch
 from wyoming_orpheus.upstream.completion import Sampling, request_body
 
@@ -196,7 +196,7 @@ async def speak_http(server: ManagedProcess, text: str) -> np.ndarray:
 
 async def replay(llama_url: str, text: str) -> list[tuple[int, ...]]:
     """Ask llama-server directly what the product asked; return the frames it streams."""
-    body = request_body(UpstreamSettings(llama_url), Settings(), "tara", text, Sampling())
+    body = request_body(UpstreamSettings(llama_url), SamplingSettings(), "tara", text, Sampling())
     generated = ""
     async with (
         aiohttp.ClientSession() as session,

@@ -102,11 +102,11 @@ def test_wyoming_orpheus_reaches_its_llm_servers_once_they_are_healthy(
 ) -> None:
     model = model_of(setup)
     settings = orpheus_settings(model, tmp_path)
-    assert settings.uri == "tcp://0.0.0.0:10200" and settings.http_port == 5005
-    assert settings.zeroconf == ""
+    assert settings.wyoming.uri == "tcp://0.0.0.0:10200" and settings.http.http_port == 5005
+    assert settings.wyoming.zeroconf == ""
     ports = {llm_port(s): name for name, s in model["services"].items() if llm_port(s)}
     waits_for = dependencies(model, "wyoming-orpheus")
-    for upstream in settings.upstreams:
+    for upstream in settings.llm.upstreams:
         url = urlparse(endpoint_url(upstream))
         if setup == "CPU only":
             assert url.geturl() == SETUPS[setup][1]["LLM_URL"] + "/completions"
@@ -123,7 +123,7 @@ def test_wyoming_orpheus_reaches_its_llm_servers_once_they_are_healthy(
 
 def test_the_german_setup_sends_german_voices_to_the_second_server(tmp_path: Path) -> None:
     settings = orpheus_settings(model_of("German"), tmp_path)
-    english, german = settings.upstreams
+    english, german = settings.llm.upstreams
     assert urlparse(english.url).port == 8080 and english.voices == ()
     assert urlparse(german.url).port == 8081 and german.voices == ("de",)
 
@@ -140,11 +140,11 @@ def test_gpu_setups_reserve_the_gpu_and_build_cuda_torch(setup: str, tmp_path: P
     settings = orpheus_settings(model, tmp_path)
     reservations = service.get("deploy", {}).get("resources", {}).get("reservations", {})
     index = service["build"]["args"]["TORCH_INDEX"]
-    if settings.device == "cuda":
+    if settings.decoder.device == "cuda":
         assert reservations["devices"][0]["capabilities"] == ["gpu"]
         assert re.search(r"/whl/cu\d+$", index), index
     else:
-        assert settings.device == "cpu" and not reservations
+        assert settings.decoder.device == "cpu" and not reservations
         assert index.endswith("/whl/cpu") and service["image"].endswith(":cpu")
 
 
@@ -173,7 +173,7 @@ def test_llama_cpp_command_lines_are_options_of_the_real_llama_server() -> None:
 @pytest.mark.parametrize("setup", ["llama.cpp", "German"])
 def test_llama_cpp_slots_fit_the_streams(setup: str, tmp_path: Path) -> None:
     model = model_of(setup)
-    streams = orpheus_settings(model, tmp_path).max_concurrent
+    streams = orpheus_settings(model, tmp_path).decoder.max_concurrent
     assert streams is not None
     for name, service in model["services"].items():
         if "llama.cpp" in service["image"]:
@@ -192,7 +192,7 @@ def test_vllm_serves_the_model_name_wyoming_orpheus_sends(tmp_path: Path) -> Non
     model = model_of("vLLM")
     command = model["services"]["vllm"]["command"]
     served = command[command.index("--served-model-name") + 1]
-    assert orpheus_settings(model, tmp_path).upstreams[0].model == served
+    assert orpheus_settings(model, tmp_path).llm.upstreams[0].model == served
     assert int(command[command.index("--max-model-len") + 1]) >= TOKENS_PER_REQUEST
 
 
@@ -200,15 +200,15 @@ def test_ollama_creates_the_model_wyoming_orpheus_asks_for(tmp_path: Path) -> No
     model = model_of("Ollama")
     settings = orpheus_settings(model, tmp_path)
     create = model["services"]["ollama-create"]
-    assert create["command"][:2] == ["create", settings.upstreams[0].model]
-    assert settings.upstreams[0].api == "ollama"
+    assert create["command"][:2] == ["create", settings.llm.upstreams[0].model]
+    assert settings.llm.upstreams[0].api == "ollama"
     rule = model["services"]["wyoming-orpheus"]["depends_on"]["ollama-create"]
     assert rule["condition"] == "service_completed_successfully"
     parallel = next(
         e for e in model["services"]["ollama"]["environment"] if "NUM_PARALLEL" in e
     ).split("=")[1]
-    assert settings.max_concurrent is not None
-    assert int(parallel) >= 2 * settings.max_concurrent
+    assert settings.decoder.max_concurrent is not None
+    assert int(parallel) >= 2 * settings.decoder.max_concurrent
 
 
 def test_the_ollama_modelfile_keeps_the_raw_prompt_and_the_sampling() -> None:
@@ -223,9 +223,9 @@ def test_the_ollama_modelfile_keeps_the_raw_prompt_and_the_sampling() -> None:
     defaults = Settings()
     assert lines[0].startswith("FROM hf.co/")
     assert 'TEMPLATE "{{ .Prompt }}"' in lines
-    assert parameters["repeat_penalty"] == defaults.repetition_penalty
-    assert parameters["temperature"] == defaults.temperature
-    assert parameters["top_p"] == defaults.top_p
+    assert parameters["repeat_penalty"] == defaults.sampling.repetition_penalty
+    assert parameters["temperature"] == defaults.sampling.temperature
+    assert parameters["top_p"] == defaults.sampling.top_p
     assert parameters["num_ctx"] >= TOKENS_PER_REQUEST
 
 

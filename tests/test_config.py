@@ -12,6 +12,7 @@ import pytest
 from wyoming_orpheus.config import NORMALIZE_CATEGORIES, ConfigError, Settings, declared
 from wyoming_orpheus.config.cli import load_settings
 from wyoming_orpheus.config.document import render, with_table
+from wyoming_orpheus.config.settings import SECTION_OF
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,17 +30,21 @@ def write(path: Path, text: str) -> str:
 
 def test_defaults(tmp_path: Path) -> None:
     settings = load(tmp_path)
-    assert settings.uri == "tcp://0.0.0.0:10200"
-    assert settings.http_port == 5005 and settings.http_enabled
-    assert (settings.temperature, settings.top_p, settings.repetition_penalty) == (0.6, 0.9, 1.1)
-    assert settings.voice == "tara"
-    assert settings.snac_model == "hubertsiuzdak/snac_24khz"
-    assert settings.zeroconf is None
+    assert settings.wyoming.uri == "tcp://0.0.0.0:10200"
+    assert settings.http.http_port == 5005 and settings.http.http_enabled
+    assert (
+        settings.sampling.temperature,
+        settings.sampling.top_p,
+        settings.sampling.repetition_penalty,
+    ) == (0.6, 0.9, 1.1)
+    assert settings.speech.voice == "tara"
+    assert settings.decoder.snac_model == "hubertsiuzdak/snac_24khz"
+    assert settings.wyoming.zeroconf is None
     # No LLM server named anywhere: managed mode, with its defaults.
-    assert settings.upstreams == ()
-    assert settings.llm_gguf == "lex-au/Orpheus-3b-FT-Q8_0.gguf"
-    assert settings.llama_server is None and settings.llm_gpu_layers is None
-    assert settings.llama_server_args == ()
+    assert settings.llm.upstreams == ()
+    assert settings.managed.llm_gguf == "lex-au/Orpheus-3b-FT-Q8_0.gguf"
+    assert settings.managed.llama_server is None and settings.managed.llm_gpu_layers is None
+    assert settings.managed.llama_server_args == ()
 
 
 @pytest.mark.parametrize(
@@ -59,7 +64,7 @@ def test_naming_a_server_anywhere_leaves_managed_mode(
     if yaml is not None:
         argv = [*argv, "--config", write(tmp_path / "c.yaml", yaml)]
     settings = load(tmp_path, argv, env)
-    assert [u.url for u in settings.upstreams] == ["http://gpu:8080/v1"]
+    assert [u.url for u in settings.llm.upstreams] == ["http://gpu:8080/v1"]
 
 
 def test_managed_mode_settings_from_each_source(tmp_path: Path) -> None:
@@ -68,18 +73,18 @@ def test_managed_mode_settings_from_each_source(tmp_path: Path) -> None:
         "llm_gguf: /models/orpheus.gguf\nllm_gpu_layers: 20\nllama_server_args: [--threads, '4']\n",
     )
     from_file = load(tmp_path, ["--config", config])
-    assert from_file.llm_gguf == "/models/orpheus.gguf"
-    assert from_file.llm_gpu_layers == 20
-    assert from_file.llama_server_args == ("--threads", "4")
+    assert from_file.managed.llm_gguf == "/models/orpheus.gguf"
+    assert from_file.managed.llm_gpu_layers == 20
+    assert from_file.managed.llama_server_args == ("--threads", "4")
     env = {
         "ORPHEUS_LLAMA_SERVER": "/opt/llama/llama-server",
         "ORPHEUS_LLM_GPU_LAYERS": "all",
         "ORPHEUS_LLAMA_SERVER_ARGS": "--flash-attn on --alias 'my model'",
     }
     from_env = load(tmp_path, [], env)
-    assert from_env.llama_server == "/opt/llama/llama-server"
-    assert from_env.llm_gpu_layers == 999
-    assert from_env.llama_server_args == ("--flash-attn", "on", "--alias", "my model")
+    assert from_env.managed.llama_server == "/opt/llama/llama-server"
+    assert from_env.managed.llm_gpu_layers == 999
+    assert from_env.managed.llama_server_args == ("--flash-attn", "on", "--alias", "my model")
     flags = [
         "--llm-gguf=owner/repo:Q4_K_M",
         "--llm-gpu-layers=0",
@@ -87,9 +92,9 @@ def test_managed_mode_settings_from_each_source(tmp_path: Path) -> None:
         "--llama-server-arg=--no-mmap",
     ]
     from_flags = load(tmp_path, flags, env)
-    assert from_flags.llm_gguf == "owner/repo:Q4_K_M"
-    assert from_flags.llm_gpu_layers == 0
-    assert from_flags.llama_server_args == ("--threads", "8", "--no-mmap")  # flags win
+    assert from_flags.managed.llm_gguf == "owner/repo:Q4_K_M"
+    assert from_flags.managed.llm_gpu_layers == 0
+    assert from_flags.managed.llama_server_args == ("--threads", "8", "--no-mmap")  # flags win
 
 
 def test_each_layer_overrides_the_one_below(tmp_path: Path) -> None:
@@ -99,10 +104,10 @@ def test_each_layer_overrides_the_one_below(tmp_path: Path) -> None:
     write(tmp_path / ".env", "ORPHEUS_TOP_P=0.7\nORPHEUS_VOICE=dan\nORPHEUS_HTTP_PORT=6001\n")
     env = {"ORPHEUS_VOICE": "zoe", "ORPHEUS_HTTP_PORT": "6002"}
     settings = load(tmp_path, ["--config", config, "--http-port", "6003"], env)
-    assert settings.temperature == 0.5  # YAML over default
-    assert settings.top_p == 0.7  # .env over YAML
-    assert settings.voice == "zoe"  # environment over .env
-    assert settings.http_port == 6003  # flag over environment
+    assert settings.sampling.temperature == 0.5  # YAML over default
+    assert settings.sampling.top_p == 0.7  # .env over YAML
+    assert settings.speech.voice == "zoe"  # environment over .env
+    assert settings.http.http_port == 6003  # flag over environment
 
 
 def test_legacy_environment_names_keep_working(tmp_path: Path) -> None:
@@ -116,10 +121,10 @@ def test_legacy_environment_names_keep_working(tmp_path: Path) -> None:
         "ORPHEUS_PORT": "5006",
     }
     settings = load(tmp_path, env=env)
-    assert settings.upstreams[0].url == "http://gpu:1234/v1/completions"
-    assert settings.request_timeout == 60 and settings.max_tokens == 4096
-    assert (settings.temperature, settings.top_p) == (0.7, 0.95)
-    assert (settings.http_host, settings.http_port) == ("127.0.0.1", 5006)
+    assert settings.llm.upstreams[0].url == "http://gpu:1234/v1/completions"
+    assert settings.requests.request_timeout == 60 and settings.sampling.max_tokens == 4096
+    assert (settings.sampling.temperature, settings.sampling.top_p) == (0.7, 0.95)
+    assert (settings.http.http_host, settings.http.http_port) == ("127.0.0.1", 5006)
 
 
 def test_flags(tmp_path: Path) -> None:
@@ -147,13 +152,21 @@ def test_flags(tmp_path: Path) -> None:
             "--debug",
         ],
     )
-    assert settings.uri == "tcp://127.0.0.1:10300"
-    assert settings.zeroconf == "" and not settings.http_enabled and settings.debug
-    assert [u.url for u in settings.upstreams] == ["http://a:8080/v1", "http://b:11434"]
-    assert {u.api for u in settings.upstreams} == {"ollama"}
-    assert settings.upstreams[0].model == "legraphista/orpheus"
-    assert (settings.snac_model, settings.device, settings.voice) == ("/models/snac", "cpu", "leah")
-    assert load(tmp_path, ["--zeroconf", "kitchen"]).zeroconf == "kitchen"
+    assert settings.wyoming.uri == "tcp://127.0.0.1:10300"
+    assert (
+        settings.wyoming.zeroconf == ""
+        and not settings.http.http_enabled
+        and settings.process.debug
+    )
+    assert [u.url for u in settings.llm.upstreams] == ["http://a:8080/v1", "http://b:11434"]
+    assert {u.api for u in settings.llm.upstreams} == {"ollama"}
+    assert settings.llm.upstreams[0].model == "legraphista/orpheus"
+    assert (settings.decoder.snac_model, settings.decoder.device, settings.speech.voice) == (
+        "/models/snac",
+        "cpu",
+        "leah",
+    )
+    assert load(tmp_path, ["--zeroconf", "kitchen"]).wyoming.zeroconf == "kitchen"
 
 
 def test_yaml_upstreams_with_voice_bindings(tmp_path: Path) -> None:
@@ -163,26 +176,26 @@ def test_yaml_upstreams_with_voice_bindings(tmp_path: Path) -> None:
         "  - {url: 'http://de:8080', voices: [de], prompt_format: audio}\n",
     )
     settings = load(tmp_path, ["--config", config])
-    english, german = settings.upstreams
+    english, german = settings.llm.upstreams
     assert english.voices == () and english.api_key == "secret"
     assert german.voices == ("de",) and german.prompt_format == "audio"
     # A higher layer's --llm-url replaces the YAML list.
     assert [
-        u.url for u in load(tmp_path, ["--config", config, "--llm-url", "http://x:1"]).upstreams
+        u.url for u in load(tmp_path, ["--config", config, "--llm-url", "http://x:1"]).llm.upstreams
     ] == ["http://x:1"]
 
 
 def test_normalize_takes_all_none_a_list_or_exclusions(tmp_path: Path) -> None:
-    assert load(tmp_path).normalize == frozenset(NORMALIZE_CATEGORIES)
-    assert load(tmp_path, ["--normalize", "none"]).normalize == frozenset()
-    assert load(tmp_path, ["--normalize", "numbers,units"]).normalize == {"numbers", "units"}
-    without = load(tmp_path, env={"ORPHEUS_NORMALIZE": "-urls,-dates"}).normalize
+    assert load(tmp_path).speech.normalize == frozenset(NORMALIZE_CATEGORIES)
+    assert load(tmp_path, ["--normalize", "none"]).speech.normalize == frozenset()
+    assert load(tmp_path, ["--normalize", "numbers,units"]).speech.normalize == {"numbers", "units"}
+    without = load(tmp_path, env={"ORPHEUS_NORMALIZE": "-urls,-dates"}).speech.normalize
     assert without == frozenset(NORMALIZE_CATEGORIES) - {"urls", "dates"}
     # As a flag, removals take the = form (the help says so): "-urls" alone reads as a flag.
-    assert load(tmp_path, ["--normalize=-urls,-dates"]).normalize == without
+    assert load(tmp_path, ["--normalize=-urls,-dates"]).speech.normalize == without
     config = write(tmp_path / "c.yaml", "normalize: false\nnormalize_urls: drop\n")
     settings = load(tmp_path, ["--config", config])
-    assert settings.normalize == frozenset() and settings.normalize_urls == "drop"
+    assert settings.speech.normalize == frozenset() and settings.speech.normalize_urls == "drop"
 
 
 def test_custom_voices_are_declared_on_their_upstream(tmp_path: Path) -> None:
@@ -196,7 +209,7 @@ def test_custom_voices_are_declared_on_their_upstream(tmp_path: Path) -> None:
         "      - {name: ada, language: en-GB}\n"
         "      - jana\n",
     )
-    english, tuned = load(tmp_path, ["--config", config]).upstreams
+    english, tuned = load(tmp_path, ["--config", config]).llm.upstreams
     assert english.custom_voices == ()
     assert tuned.voices == ("jana",)
     bernd, ada = tuned.custom_voices
@@ -208,7 +221,7 @@ def test_custom_voices_are_declared_on_their_upstream(tmp_path: Path) -> None:
 
 def test_the_documented_example_config_loads(tmp_path: Path) -> None:
     settings = load(tmp_path, ["--config", str(REPO / "config" / "wyoming-orpheus.yaml")])
-    assert settings.voice == "tara"
+    assert settings.speech.voice == "tara"
 
 
 @pytest.mark.parametrize(
@@ -301,7 +314,7 @@ def test_unreadable_config_file(tmp_path: Path) -> None:
 def test_no_module_reads_the_environment_at_import() -> None:
     code = (
         "import os; os.environ['ORPHEUS_VOICE']='leo';"
-        "import wyoming_orpheus.config as c; assert c.Settings().voice == 'tara'"
+        "import wyoming_orpheus.config as c; assert c.Settings().speech.voice == 'tara'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
@@ -367,7 +380,7 @@ def test_a_url_with_a_password_and_an_api_key_is_refused() -> None:
 
 
 def test_the_documented_config_file_is_the_one_the_declarations_write() -> None:
-    # NOTE: issue 25: each setting is declared once (config/settings.py); the file is
+    # NOTE: issue 25: each setting is declared once (its section in config/); the file is
     # generated from the declarations, so it cannot drift from the defaults or the help.
     written = (REPO / "config" / "wyoming-orpheus.yaml").read_text(encoding="utf-8")
     assert written == render(), (
@@ -380,8 +393,13 @@ def test_the_documented_config_file_is_the_one_the_declarations_write() -> None:
 
 def test_every_setting_is_declared_with_its_parser_help_and_flag() -> None:
     names = {spec.name for spec in declared()}
-    fields = {f.name for f in dataclasses.fields(Settings)}
-    assert fields <= names, "a Settings field without a declaration (config/declare.setting)"
+    fields = {
+        f.name
+        for section in dataclasses.fields(Settings)
+        for f in dataclasses.fields(section.default_factory())  # type: ignore[misc]
+    }
+    assert fields <= names, "a section field without a declaration (config/declare.setting)"
+    assert len(fields) == len(SECTION_OF), "two sections declare the same key"
     result = subprocess.run(
         [sys.executable, "-m", "wyoming_orpheus", "--help"],
         capture_output=True,

@@ -31,7 +31,7 @@ def test_the_systemd_unit_starts_the_server_with_the_shipped_config(tmp_path: Pa
     # The config file it names is the one shipped in config/, installed there by the steps.
     args = [str(CONFIG / "wyoming-orpheus.yaml") if a.endswith("config.yaml") else a for a in args]
     settings = load_settings(args, {}, tmp_path)
-    assert settings.zeroconf == "" and settings.uri == "tcp://0.0.0.0:10200"
-    assert float(service["TimeoutStopSec"]) > settings.shutdown_grace
+    assert settings.wyoming.zeroconf == "" and settings.wyoming.uri == "tcp://0.0.0.0:10200"
+    assert float(service["TimeoutStopSec"]) > settings.process.shutdown_grace
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"  # SIGHUP reloads the lexicon
     assert service["User"] != "root" and unit["Install"]["WantedBy"] == "multi-user.target"

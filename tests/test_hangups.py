@@ -176,7 +176,10 @@ async def test_wyoming_hang_ups_at_random_points_leave_nothing_and_newcomers_are
 ) -> None:
     engine: Engine = await engine_factory(make_settings(wyoming_max_connections=LIMIT))
     server = WyomingServer(
-        engine.settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer
+        engine.settings.wyoming.uri,
+        build_info(engine.synthesizer.catalog, True),
+        engine.synthesizer,
+        engine.settings.limits,
     )
     await server.start()
     baseline = set(asyncio.all_tasks())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
@@ -36,15 +34,14 @@ def test_cpu_tier_runs_a_single_threaded_decode_worker_per_core() -> None:
 
 
 def test_config_overrides_the_tier() -> None:
-    settings = dataclasses.replace(
-        Settings(),
+    settings = Settings.of(
         decode_batch_size=3,
         decode_threads=1,
         decode_workers=2,
         compile=True,
         max_concurrent=9,
     )
-    tier = apply_overrides(choose_tier(DeviceFacts("cpu", "CPU", cpu_count=2)), settings)
+    tier = apply_overrides(choose_tier(DeviceFacts("cpu", "CPU", cpu_count=2)), settings.decoder)
     assert (tier.batch_size, tier.threads, tier.workers) == (3, 1, 2)
     assert (tier.compile, tier.max_concurrent) == (True, 9)
 

@@ -75,11 +75,13 @@ def test_the_schema_covers_every_option_and_the_run_script_maps_each() -> None:
 def test_the_default_options_start_a_valid_server(tmp_path: Path) -> None:
     options = read_yaml("config.yaml")["options"]
     settings = settings_for(options, tmp_path)
-    assert [u.url for u in settings.upstreams] == options["llm_urls"]
-    assert settings.uri == "tcp://0.0.0.0:10200" and settings.device == "cpu"
-    assert settings.voice == options["voice"] and settings.max_concurrent is None  # the tier's
-    assert settings.zeroconf is None  # the Supervisor's discovery announces it instead
-    assert settings.streaming and settings.http_enabled and not settings.debug
+    assert [u.url for u in settings.llm.upstreams] == options["llm_urls"]
+    assert settings.wyoming.uri == "tcp://0.0.0.0:10200" and settings.decoder.device == "cpu"
+    assert (
+        settings.speech.voice == options["voice"] and settings.decoder.max_concurrent is None
+    )  # the tier's
+    assert settings.wyoming.zeroconf is None  # the Supervisor's discovery announces it instead
+    assert settings.wyoming.streaming and settings.http.http_enabled and not settings.process.debug
 
 
 def test_every_option_reaches_the_setting_it_names(tmp_path: Path) -> None:
@@ -102,18 +104,24 @@ def test_every_option_reaches_the_setting_it_names(tmp_path: Path) -> None:
     }
     assert set(options) == set(read_yaml("config.yaml")["schema"])
     settings = settings_for(options, tmp_path)
-    assert [u.url for u in settings.upstreams] == options["llm_urls"]
-    for upstream in settings.upstreams:
+    assert [u.url for u in settings.llm.upstreams] == options["llm_urls"]
+    for upstream in settings.llm.upstreams:
         assert (upstream.api, upstream.model, upstream.api_key) == (
             "ollama",
             "orpheus-q4",
             "llm-secret",
         )
-    assert settings.http_api_key == "http-secret" and settings.voice == "leo"
-    assert not settings.streaming and not settings.http_enabled and settings.debug
-    assert "urls" not in settings.normalize and "numbers" in settings.normalize
-    assert settings.output_gain_db == -6.5 and settings.max_concurrent == 5
-    assert (settings.temperature, settings.top_p, settings.repetition_penalty) == (0.7, 0.8, 1.3)
+    assert settings.http.http_api_key == "http-secret" and settings.speech.voice == "leo"
+    assert (
+        not settings.wyoming.streaming and not settings.http.http_enabled and settings.process.debug
+    )
+    assert "urls" not in settings.speech.normalize and "numbers" in settings.speech.normalize
+    assert settings.speech.output_gain_db == -6.5 and settings.decoder.max_concurrent == 5
+    assert (
+        settings.sampling.temperature,
+        settings.sampling.top_p,
+        settings.sampling.repetition_penalty,
+    ) == (0.7, 0.8, 1.3)
 
 
 def test_optional_options_left_empty_are_not_passed(tmp_path: Path) -> None:
@@ -121,7 +129,7 @@ def test_optional_options_left_empty_are_not_passed(tmp_path: Path) -> None:
     args = run_script().flags(options)
     assert not [arg for arg in args if arg.startswith(("--llm-api-key", "--http-api-key"))]
     settings = settings_for(options, tmp_path)
-    assert settings.http_api_key is None and settings.upstreams[0].api_key is None
+    assert settings.http.http_api_key is None and settings.llm.upstreams[0].api_key is None
 
 
 @pytest.mark.parametrize("name", ["output_gain_db", "temperature", "top_p", "repetition_penalty"])
@@ -130,7 +138,7 @@ def test_number_limits_in_the_schema_are_the_products(name: str, tmp_path: Path)
     assert kind == "float"
     base = read_yaml("config.yaml")["options"]
     for inside in (float(low), float(high)):
-        assert getattr(settings_for({**base, name: inside}, tmp_path), name) == inside
+        assert settings_for({**base, name: inside}, tmp_path).value(name) == inside
     for outside in (float(low) - 0.01, float(high) + 0.01):
         with pytest.raises(ConfigError, match=name):
             settings_for({**base, name: outside}, tmp_path)
@@ -141,7 +149,10 @@ def test_the_concurrency_limit_is_accepted_by_the_product(tmp_path: Path) -> Non
     assert kind == "int"
     base = read_yaml("config.yaml")["options"]
     for value in (int(low), int(high)):
-        assert settings_for({**base, "max_concurrent": value}, tmp_path).max_concurrent == value
+        assert (
+            settings_for({**base, "max_concurrent": value}, tmp_path).decoder.max_concurrent
+            == value
+        )
 
 
 def test_choice_lists_are_the_products_choices(tmp_path: Path) -> None:
@@ -150,7 +161,7 @@ def test_choice_lists_are_the_products_choices(tmp_path: Path) -> None:
     assert kind == "list" and apis == list(LLM_APIS)
     base = read_yaml("config.yaml")["options"]
     for voice in schema_type("voice")[1]:
-        assert settings_for({**base, "voice": voice}, tmp_path).voice == voice
+        assert settings_for({**base, "voice": voice}, tmp_path).speech.voice == voice
 
 
 def test_an_unknown_option_or_a_missing_file_stops_with_a_message(
@@ -176,7 +187,7 @@ def test_main_runs_the_server_with_the_options_file(
     script.main()
     program, *args = started[0]
     assert program == "wyoming-orpheus"
-    assert load_settings(args, {}, tmp_path).upstreams[0].url.startswith("http://")
+    assert load_settings(args, {}, tmp_path).llm.upstreams[0].url.startswith("http://")
 
 
 def test_versions_ports_and_base_images_agree() -> None:

@@ -360,7 +360,10 @@ def samples(metrics: str, name: str, **labels: str) -> float:
 
 async def test_metrics_count_both_doors(engine: Engine, http_url: str, session) -> None:
     wyoming = WyomingServer(
-        engine.settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer
+        engine.settings.wyoming.uri,
+        build_info(engine.synthesizer.catalog, True),
+        engine.synthesizer,
+        engine.settings.limits,
     )
     await wyoming.start()
     try:

@@ -68,7 +68,7 @@ class LiveDoor:
         self.url = f"http://127.0.0.1:{self._http.port}"
 
     def settings(self) -> Settings:
-        return Settings(
+        return Settings.of(
             upstreams=(UpstreamSettings(self.llm.base_url),),
             snac_model=str(self._snac_dir),
             device="cpu",

@@ -30,7 +30,7 @@ async def pool_factory() -> AsyncIterator[Callable[[Settings], UpstreamPool]]:
     pools: list[UpstreamPool] = []
 
     def create(settings: Settings) -> UpstreamPool:
-        pool = UpstreamPool(settings)
+        pool = UpstreamPool(settings.llm, settings.requests, settings.sampling)
         pools.append(pool)
         return pool
 

@@ -111,7 +111,10 @@ async def test_hostile_text_through_both_doors_never_holds_the_loop(
     llm.behaviour.tokens_per_second = 200
     engine = await engine_factory(make_settings(max_text_chars=LONG, max_concurrent=4))
     server = WyomingServer(
-        engine.settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer
+        engine.settings.wyoming.uri,
+        build_info(engine.synthesizer.catalog, True),
+        engine.synthesizer,
+        engine.settings.limits,
     )
     await server.start()
     url = await http_factory(engine)

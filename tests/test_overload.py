@@ -96,7 +96,10 @@ async def test_beyond_the_limit_requests_queue_then_get_busy_and_the_stream_keep
         make_settings(max_concurrent=1, queue_timeout=QUEUE_TIMEOUT, warm_up=True)
     )
     wyoming = WyomingServer(
-        engine.settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer
+        engine.settings.wyoming.uri,
+        build_info(engine.synthesizer.catalog, True),
+        engine.synthesizer,
+        engine.settings.limits,
     )
     await wyoming.start()
     url = await http_factory(engine)

@@ -47,7 +47,10 @@ async def doors(llm: OrpheusStandIn, make_settings, engine_factory, http_factory
     async def start(**overrides: Any) -> tuple[int, str]:
         engine = await engine_factory(make_settings(stall_timeout=10, **overrides))
         server = WyomingServer(
-            engine.settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer
+            engine.settings.wyoming.uri,
+            build_info(engine.synthesizer.catalog, True),
+            engine.synthesizer,
+            engine.settings.limits,
         )
         await server.start()
         servers.append(server)

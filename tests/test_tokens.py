@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -106,7 +108,7 @@ def test_each_arrival_is_parsed_once_and_a_split_token_counts_once(cuts: list[in
     text = "".join(tokens_for(frames))
     bounds = sorted({0, len(text), *(c % (len(text) + 1) for c in cuts)})
     parser = FrameParser()
-    pieces = [parser.parse(text[a:b], arrived=float(a)) for a, b in zip(bounds, bounds[1:])]
+    pieces = [parser.parse(text[a:b], arrived=float(a)) for a, b in itertools.pairwise(bounds)]
     assert [frame for piece in pieces for frame in piece.frames] == frames
     assert sum(piece.tokens for piece in pieces) == 21
     merged = pieces[0]

@@ -125,7 +125,10 @@ FAULTS = [
 async def start_server(settings: Settings, engine_factory: Any) -> WyomingServer:
     engine = await engine_factory(settings)
     server = WyomingServer(
-        settings.uri, build_info(engine.synthesizer.catalog, True), engine.synthesizer
+        settings.wyoming.uri,
+        build_info(engine.synthesizer.catalog, True),
+        engine.synthesizer,
+        engine.settings.limits,
     )
     await server.start()
     return server

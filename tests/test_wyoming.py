@@ -323,7 +323,9 @@ async def test_busy_server_answers_with_a_busy_error(server_factory, llm: Orpheu
 async def test_streaming_can_be_turned_off(make_settings, engine_factory) -> None:
     engine = await engine_factory(make_settings())
     info = build_info(engine.synthesizer.catalog, streaming=False)
-    server = WyomingServer(engine.settings.uri, info, engine.synthesizer)
+    server = WyomingServer(
+        engine.settings.wyoming.uri, info, engine.synthesizer, engine.settings.limits
+    )
     await server.start()
     try:
         async with connect(server) as client:
@@ -338,7 +340,10 @@ async def test_a_unix_socket_uri_serves_too(make_settings, engine_factory, tmp_p
     engine = await engine_factory(make_settings())
     path = tmp_path / "orpheus.sock"
     server = WyomingServer(
-        f"unix://{path}", build_info(engine.synthesizer.catalog, True), engine.synthesizer
+        f"unix://{path}",
+        build_info(engine.synthesizer.catalog, True),
+        engine.synthesizer,
+        engine.settings.limits,
     )
     await server.start()
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import logging
 import os
 import signal
@@ -43,19 +42,19 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_stop_signal, stop, sig)
     # Managed mode's binary and options are checked before anything starts (exit 2).
-    managed = ManagedLlamaServer.locate(settings) if not settings.upstreams else None
+    managed = ManagedLlamaServer.locate(settings.managed) if not settings.llm.upstreams else None
     downloads = Downloads()
     # The HTTP door opens first so /health answers ("starting", 503) while models load.
     http_state = HttpState(settings, downloads=downloads, managed=managed)
-    http = HttpServer(http_state) if settings.http_enabled else None
+    http = HttpServer(http_state) if settings.http.http_enabled else None
     try:
         if http is not None:
             await http.start()
-        hardware = select_tier(settings)
+        hardware = select_tier(settings.decoder)
         if managed is not None:
             # A wrong path fails before a long download (llama.cpp's release, the GGUF).
-            local_snac_dir(settings.snac_model)
-            parse_gguf_spec(settings.llm_gguf)
+            local_snac_dir(settings.decoder.snac_model)
+            parse_gguf_spec(settings.managed.llm_gguf)
             started = await _start_managed(settings, managed, hardware, downloads, stop)
             if started is None:
                 return  # stopped while downloading
@@ -86,7 +85,7 @@ async def _start_managed(
     if managed.binary is None:
         found = await _unless_stopped(
             _in_daemon_thread(
-                fetch_for_host, settings.llama_release_api, managed.host_gpus, downloads
+                fetch_for_host, settings.managed.llama_release_api, managed.host_gpus, downloads
             ),
             stop,
         )
@@ -96,7 +95,7 @@ async def _start_managed(
         await _unless_stopped(_in_daemon_thread(managed.use, *found), stop)
         if managed.binary is None:
             return None  # stopped before it was checked
-    fetch = _in_daemon_thread(fetch_gguf, settings.llm_gguf, downloads)
+    fetch = _in_daemon_thread(fetch_gguf, settings.managed.llm_gguf, downloads)
     model = await _unless_stopped(fetch, stop)
     if model is None:
         return None
@@ -104,7 +103,7 @@ async def _start_managed(
     # The build's own device list when it has one; else what PyTorch sees.
     gpu = bool(managed.gpus) if managed.gpus is not None else facts.kind != "cpu"
     managed.start(model, size_for(settings, tier.max_concurrent, gpu=gpu))
-    return dataclasses.replace(settings, upstreams=(UpstreamSettings(managed.url),))
+    return settings.but(upstreams=(UpstreamSettings(managed.url),))
 
 
 def _in_daemon_thread(function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
@@ -153,8 +152,8 @@ async def _serve_wyoming(
     settings: Settings, engine: Engine, stop: asyncio.Event, http: HttpServer | None
 ) -> None:
     """Serve Wyoming (and zeroconf) until stop is set; then drain both doors at once."""
-    info = build_info(engine.synthesizer.catalog, settings.streaming)
-    server = WyomingServer(settings.uri, info, engine.synthesizer)
+    info = build_info(engine.synthesizer.catalog, settings.wyoming.streaming)
+    server = WyomingServer(settings.wyoming.uri, info, engine.synthesizer, engine.settings.limits)
     advertiser: Advertiser | None = None
     probe: asyncio.Task[None] | None = None
     try:
@@ -163,9 +162,9 @@ async def _serve_wyoming(
             # NOTE: issue 18: not advertised before the model server answers its health check.
             await _unless_stopped(engine.managed.ready.wait(), stop)
             probe = asyncio.create_task(engine.report_llm_speed())
-        tcp = settings.uri.startswith("tcp://")
-        if settings.zeroconf is not None and tcp and not stop.is_set():
-            advertiser = Advertiser(settings.zeroconf, server.host, server.port)
+        tcp = settings.wyoming.uri.startswith("tcp://")
+        if settings.wyoming.zeroconf is not None and tcp and not stop.is_set():
+            advertiser = Advertiser(settings.wyoming.zeroconf, server.host, server.port)
             await advertiser.start()
         await stop.wait()
         _LOGGER.info("Shutting down")
@@ -177,7 +176,7 @@ async def _serve_wyoming(
             await advertiser.stop()
         # Each door lets its in-flight syntheses finish within shutdown_grace.
         await asyncio.gather(
-            server.shutdown(settings.shutdown_grace),
+            server.shutdown(settings.process.shutdown_grace),
             *([http.stop()] if http is not None else []),
         )
 
@@ -190,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{_PROG}: error: {err}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=logging.DEBUG if settings.debug else logging.INFO, format=settings.log_format
+        level=logging.DEBUG if settings.process.debug else logging.INFO,
+        format=settings.process.log_format,
     )
     # The hub client's libraries log every socket step at DEBUG: llama-server's lines and ours
     # would drown in them.
@@ -234,25 +234,24 @@ def fit_connections(settings: Settings, open_files: int | None) -> Settings:
     under wyoming_max_connections the idle-longest connection makes room; so the limits
     must be reached first.
     """
-    wanted = settings.wyoming_max_connections + (
-        settings.http_max_connections if settings.http_enabled else 0
+    wanted = settings.limits.wyoming_max_connections + (
+        settings.limits.http_max_connections if settings.http.http_enabled else 0
     )
     if open_files is None or wanted + FILES_RESERVED <= open_files:
         return settings
     share = max(open_files - FILES_RESERVED, 2) / wanted
-    fitted = dataclasses.replace(
-        settings,
-        wyoming_max_connections=max(1, int(settings.wyoming_max_connections * share)),
-        http_max_connections=max(1, int(settings.http_max_connections * share)),
+    fitted = settings.but(
+        wyoming_max_connections=max(1, int(settings.limits.wyoming_max_connections * share)),
+        http_max_connections=max(1, int(settings.limits.http_max_connections * share)),
     )
     _LOGGER.warning(
         "The open-file limit (%d) holds %d Wyoming and %d HTTP connections, fewer than "
         "configured (%d, %d); raise it (ulimit -n) for more",
         open_files,
-        fitted.wyoming_max_connections,
-        fitted.http_max_connections,
-        settings.wyoming_max_connections,
-        settings.http_max_connections,
+        fitted.limits.wyoming_max_connections,
+        fitted.limits.http_max_connections,
+        settings.limits.wyoming_max_connections,
+        settings.limits.http_max_connections,
     )
     return fitted
 

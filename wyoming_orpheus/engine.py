@@ -29,7 +29,7 @@ _LOGGER = logging.getLogger(__name__)
 
 def check_voices(settings: Settings) -> VoiceCatalog:
     """Build the catalog; unknown voice bindings or an unoffered default voice are errors."""
-    for index, upstream in enumerate(settings.upstreams):
+    for index, upstream in enumerate(settings.llm.upstreams):
         unknown = unknown_binding_entries(upstream.voices)
         if unknown:
             raise ConfigError(
@@ -42,21 +42,23 @@ def check_voices(settings: Settings) -> VoiceCatalog:
                 "name; list the name as a plain entry to bind the built-in voice instead"
             )
     catalog = VoiceCatalog(
-        voices_for_binding(u.voices, u.custom_voices) for u in settings.upstreams
+        voices_for_binding(u.voices, u.custom_voices) for u in settings.llm.upstreams
     )
-    if catalog.get(settings.voice) is None:
+    if catalog.get(settings.speech.voice) is None:
         offered = ", ".join(v.name for v in catalog.voices)
-        raise ConfigError(f"voice={settings.voice!r} is not offered by any upstream ({offered})")
+        raise ConfigError(
+            f"voice={settings.speech.voice!r} is not offered by any upstream ({offered})"
+        )
     return catalog
 
 
 def text_pipeline(settings: Settings) -> TextPipeline:
     """Build the text pipeline; a lexicon that cannot be read is a configuration error."""
-    options = NormalizeOptions(settings.normalize, settings.normalize_urls)
+    options = NormalizeOptions(settings.speech.normalize, settings.speech.normalize_urls)
     try:
-        return TextPipeline(options, settings.lexicon)
+        return TextPipeline(options, settings.speech.lexicon)
     except LexiconError as err:
-        raise ConfigError(f"lexicon={settings.lexicon!r}: {err}") from None
+        raise ConfigError(f"lexicon={settings.speech.lexicon!r}: {err}") from None
 
 
 @dataclass
@@ -87,20 +89,35 @@ class Engine:
         """Check voices, pick the hardware tier, load SNAC (off the event loop) and start."""
         catalog = check_voices(settings)
         text = text_pipeline(settings)  # a bad lexicon fails before SNAC loads
-        facts, tier = hardware or select_tier(settings)
-        _LOGGER.info("Loading SNAC from %s", settings.snac_model)
-        model = await asyncio.to_thread(load_snac, settings.snac_model, tier.device, downloads)
+        facts, tier = hardware or select_tier(settings.decoder)
+        _LOGGER.info("Loading SNAC from %s", settings.decoder.snac_model)
+        model = await asyncio.to_thread(
+            load_snac, settings.decoder.snac_model, tier.device, downloads
+        )
         metrics = Metrics()
         worker = DecodeWorker(model, tier, metrics.decode_step.observe)
         worker.start()
-        pool = UpstreamPool(settings, down_reason=managed.down_reason if managed else None)
+        pool = UpstreamPool(
+            settings.llm,
+            settings.requests,
+            settings.sampling,
+            down_reason=managed.down_reason if managed else None,
+        )
         await pool.start()
         for upstream in pool.upstreams:
             metrics.track_upstream(upstream.url, upstream.rate.real_time_factor)
         synthesizer = Synthesizer(
-            settings, catalog, pool, worker, tier.max_concurrent, metrics, text
+            settings.speech,
+            settings.playout,
+            settings.decoder.queue_timeout,
+            catalog,
+            pool,
+            worker,
+            tier.max_concurrent,
+            metrics,
+            text,
         )
-        if settings.warm_up:
+        if settings.decoder.warm_up:
             await _warm(worker)
         lag = LoopLag(metrics.loop_lag.observe)
         engine = cls(settings, facts, tier, pool, worker, synthesizer, metrics, managed, lag)

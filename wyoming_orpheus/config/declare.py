@@ -1,8 +1,10 @@
-"""One declaration per setting: its parser, default, help, section, flag and earlier names.
+"""One declaration per setting: its parser, default, help, flag and earlier names.
 
-Every setting is declared once, as a field of `Settings` (or `UpstreamSettings`) made by
-`setting()`; the loader, the command-line flags and the documented config file
+Every setting is declared once, as a field of its section's dataclass (or `UpstreamSettings`)
+made by `setting()`; the loader, the command-line flags and the documented config file
 (config/wyoming-orpheus.yaml, written by config/document.py) are all generated from these.
+`setting()` is typed by its parser, so mypy checks each field's type against what its parser
+returns (and a default against both).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar, overload
 
 from .values import Parser
 
@@ -37,7 +39,8 @@ class Declared:
     parse: Parser
     help: str
     """One or more sentences; the flag's help and the config file's comment."""
-    section: str
+    section: str = ""
+    """The section's title (filled in from the section's dataclass by `specs`)."""
     flag: str | None = ""
     """The flag; "" derives --the-name; None: no flag (a structure only YAML can carry)."""
     kind: str = VALUE
@@ -67,21 +70,39 @@ class Spec:
         return f"--{self.name.replace('_', '-')}" if flag == "" else flag
 
 
+T = TypeVar("T")
+
+
+class Section(Protocol):
+    """A section's dataclass: its settings are its fields, its title and note its class's."""
+
+    TITLE: ClassVar[str]
+    NOTE: ClassVar[str]
+
+
+@overload
+def setting(default: T, *, parse: Callable[[Any], T], **declared: Any) -> T: ...
+@overload
+def setting(*, factory: Callable[[], T], parse: Callable[[Any], T], **declared: Any) -> T: ...
+@overload
+def setting(*, parse: Callable[[Any], T], **declared: Any) -> T: ...
 def setting(
     default: Any = dataclasses.MISSING,
     *,
+    parse: Callable[[Any], Any],
     factory: Callable[[], Any] | None = None,
     **declared: Any,
 ) -> Any:
-    """Declare one settings field: its default (or factory) and its Declared attributes."""
-    metadata = {KEY: Declared(**declared)}
+    """Declare one settings field: its default (or factory), its parser and the rest."""
+    metadata = {KEY: Declared(parse=parse, **declared)}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
 def specs(cls: type) -> list[Spec]:
-    """Return the declared fields of a settings dataclass, in declaration order."""
+    """Return the declared fields of a section's dataclass, in declaration order."""
+    title: str = getattr(cls, "TITLE", "")
     found = []
     for field in dataclasses.fields(cls):
         if KEY not in field.metadata:
@@ -90,5 +111,6 @@ def specs(cls: type) -> list[Spec]:
             default = field.default_factory()
         else:
             default = None if field.default is dataclasses.MISSING else field.default
-        found.append(Spec(field.name, default, field.metadata[KEY]))
+        declared = dataclasses.replace(field.metadata[KEY], section=title)
+        found.append(Spec(field.name, default, declared))
     return found

@@ -15,13 +15,13 @@ import yaml
 
 from .choices import NORMALIZE_CATEGORIES
 from .declare import OFF, Spec
-from .settings import SECTION_NOTES, SECTIONS, declared
+from .settings import SECTIONS, declared
 from .values import accepts
 
 WIDTH = 96
 HEADER = """\
 # wyoming-orpheus settings. Written by `python -m wyoming_orpheus.config.document` from the
-# declarations in wyoming_orpheus/config/settings.py: edit those, not this file.
+# declarations in wyoming_orpheus/config/ (doors.py, llm.py, speech.py): edit those.
 #
 # Precedence, lowest first: built-in defaults < this file (--config FILE or ORPHEUS_CONFIG)
 # < a .env file in the working directory < the environment < command-line flags.
@@ -37,10 +37,10 @@ def render() -> str:
     specs = declared()
     parts = [HEADER]
     for section in SECTIONS:
-        parts.append(f"\n# --- {section} ".ljust(WIDTH, "-") + "\n")
-        if section in SECTION_NOTES:
-            parts.append(_comment(SECTION_NOTES[section]))
-        for spec in (s for s in specs if s.declared.section == section):
+        parts.append(f"\n# --- {section.TITLE} ".ljust(WIDTH, "-") + "\n")
+        if section.NOTE:
+            parts.append(_comment(section.NOTE))
+        for spec in (s for s in specs if s.declared.section == section.TITLE):
             parts.append(_entry(spec))
     return "".join(parts)
 

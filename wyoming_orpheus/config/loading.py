@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,13 +11,20 @@ from urllib.parse import urlparse
 import yaml
 
 from .declare import Spec
-from .settings import MANAGED, UPSTREAM_KEYS, ConfigError, Settings, UpstreamSettings, declared
+from .settings import (
+    SECTION_OF,
+    UPSTREAM_KEYS,
+    ConfigError,
+    ManagedSettings,
+    Settings,
+    UpstreamSettings,
+    declared,
+)
 from .values import excerpt, split_voices
 
 ENV_PREFIX = "ORPHEUS_"
 
 _SPECS: dict[str, Spec] = {spec.name: spec for spec in declared()}
-_FIELDS = {f.name for f in dataclasses.fields(Settings)}
 
 
 # Layers from lowest to highest precedence.
@@ -146,20 +152,21 @@ def env_layer(environ: Mapping[str, str], kind: str) -> RawLayer:
 def ignored_settings(settings: Settings) -> list[str]:
     """Say which settings are set but cannot act, given the others (warned about at start)."""
     said = []
-    if settings.upstreams:
+    if settings.llm.upstreams:
         managed = [
             s.name
             for s in _SPECS.values()
-            if s.declared.section == MANAGED and getattr(settings, s.name) != s.default
+            if s.declared.section == ManagedSettings.TITLE and settings.value(s.name) != s.default
         ]
         if managed:
             said.append(
                 f"managed mode's settings ({', '.join(managed)}): managed mode runs only when "
                 "no LLM server is named, and llm_urls/upstreams names one"
             )
-    if settings.zeroconf is not None and not settings.uri.startswith("tcp://"):
+    wyoming = settings.wyoming
+    if wyoming.zeroconf is not None and not wyoming.uri.startswith("tcp://"):
         said.append(
-            f"zeroconf advertises a TCP address; uri is {settings.uri}, so nothing is advertised"
+            f"zeroconf advertises a TCP address; uri is {wyoming.uri}, so nothing is advertised"
         )
     return said
 
@@ -180,12 +187,12 @@ def build_settings(layers: list[RawLayer]) -> Settings:
         except ValueError as err:
             raise ConfigError(f"{key}={excerpt(value)} (from {source}) {err}") from None
 
-    kwargs = {k: v for k, v in parsed.items() if k in _FIELDS}  # not the llm_* shorthands
+    kwargs = {k: v for k, v in parsed.items() if k in SECTION_OF}  # not the llm_* shorthands
     upstreams = _resolve_upstreams(merged, parsed)
     for index, upstream in enumerate(upstreams):
         _check_credentials(upstream, index)
     kwargs["upstreams"] = upstreams
-    return Settings(**kwargs)
+    return Settings.of(**kwargs)
 
 
 def _check_credentials(upstream: UpstreamSettings, index: int) -> None:

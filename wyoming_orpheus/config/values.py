@@ -7,13 +7,14 @@ import re
 import reprlib
 import shlex
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, TypeVar, overload
 from urllib.parse import urlparse
 
 from ..voices import CUSTOM_MODEL, Voice
 from .choices import ALL_GPU_LAYERS, NORMALIZE_CATEGORIES
 
 Parser = Callable[[Any], Any]
+T = TypeVar("T")
 
 _EXCERPT = reprlib.Repr()
 _EXCERPT.maxstring = _EXCERPT.maxother = 80
@@ -43,7 +44,7 @@ def accepts(parse: Parser) -> str | None:
     return getattr(parse, "accepts", None)
 
 
-def _described(parse: Parser, text: str) -> Parser:
+def _described(parse: Callable[[Any], T], text: str) -> Callable[[Any], T]:
     parse.accepts = text  # type: ignore[attr-defined]
     return parse
 
@@ -69,7 +70,13 @@ def as_bool(value: Any) -> bool:
     raise ValueError("must be true or false")
 
 
-def int_in(low: int, high: int, optional: bool = False) -> Parser:
+@overload
+def int_in(low: int, high: int) -> Callable[[Any], int]: ...
+@overload
+def int_in(low: int, high: int, optional: Literal[True]) -> Callable[[Any], int | None]: ...
+def int_in(low: int, high: int, optional: bool = False) -> Callable[[Any], int | None]:
+    """Parse an integer in [low, high]; optional: also null, "", auto or none (None)."""
+
     def parse(value: Any) -> int | None:
         if optional and (value is None or _text(value).strip().lower() in ("", "auto", "none")):
             return None
@@ -86,7 +93,9 @@ def int_in(low: int, high: int, optional: bool = False) -> Parser:
     return _described(parse, f"{low}-{high}")
 
 
-def float_in(low: float, high: float) -> Parser:
+def float_in(low: float, high: float) -> Callable[[Any], float]:
+    """Parse a finite number in [low, high]."""
+
     def parse(value: Any) -> float:
         if isinstance(value, bool):
             raise ValueError("must be a number")
@@ -101,7 +110,9 @@ def float_in(low: float, high: float) -> Parser:
     return _described(parse, f"{low:g}-{high:g}")
 
 
-def choice(*choices: str) -> Parser:
+def choice(*choices: str) -> Callable[[Any], str]:
+    """Parse one of the choices, in any case."""
+
     def parse(value: Any) -> str:
         text = _text(value).strip().lower()
         if text not in choices:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..config import Settings
+from ..config import DecoderSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def choose_tier(facts: DeviceFacts) -> Tier:
     return Tier("cpu", "cpu", 4, 2.0, 1, False, 2 * cores, "stateful", workers=cores)
 
 
-def apply_overrides(tier: Tier, settings: Settings) -> Tier:
+def apply_overrides(tier: Tier, settings: DecoderSettings) -> Tier:
     """Apply the config's explicit choices on top of the detected tier."""
     changes: dict[str, object] = {}
     if settings.decode_batch_size is not None:
@@ -109,7 +109,7 @@ def apply_overrides(tier: Tier, settings: Settings) -> Tier:
     return replace(tier, **changes) if changes else tier  # type: ignore[arg-type]
 
 
-def select_tier(settings: Settings) -> tuple[DeviceFacts, Tier]:
+def select_tier(settings: DecoderSettings) -> tuple[DeviceFacts, Tier]:
     """Detect the device, choose its tier, apply overrides and log the choice."""
     facts = detect_device(settings.device)
     tier = apply_overrides(choose_tier(facts), settings)

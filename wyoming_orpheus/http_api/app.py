@@ -70,14 +70,14 @@ def create_app(state: HttpState, guard: ConnectionGuard | None = None) -> web.Ap
     settings = state.settings
     # client_max_size is aiohttp's own bound; read_json refuses earlier and with our envelope.
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=settings.http_max_body_bytes
+        middlewares=[error_middleware], client_max_size=settings.http.http_max_body_bytes
     )
     if guard is not None:
         app.middlewares.insert(0, guard.middleware)
-    if settings.http_cors_origins:
-        app.middlewares.append(cors(app, settings.http_cors_origins))
-    if settings.http_api_key:
-        app.middlewares.append(auth_middleware(settings.http_api_key))
+    if settings.http.http_cors_origins:
+        app.middlewares.append(cors(app, settings.http.http_cors_origins))
+    if settings.http.http_api_key:
+        app.middlewares.append(auth_middleware(settings.http.http_api_key))
     app[STATE] = state
     router = app.router
     router.add_post("/v1/audio/speech", _with_engine(speech.speech))
@@ -112,7 +112,7 @@ class HttpServer:
     async def start(self) -> None:
         """Start listening; routes that need the engine answer 503 until it is set."""
         settings = self._state.settings
-        guard = ConnectionGuard(settings.http_max_connections)
+        guard = ConnectionGuard(settings.limits.http_max_connections)
         # NOTE: handler_cancellation: a client that disconnects cancels its handler at once,
         # which closes its synthesis and upstream request (REFERENCE.md 7: aiohttp's default
         # notices only at the next write, which may be 30 s away while the LLM starts).
@@ -122,15 +122,15 @@ class HttpServer:
         self._runner = web.AppRunner(
             create_app(self._state, guard),
             handler_cancellation=True,
-            shutdown_timeout=settings.shutdown_grace,
-            keepalive_timeout=settings.http_header_timeout,
+            shutdown_timeout=settings.process.shutdown_grace,
+            keepalive_timeout=settings.limits.http_header_timeout,
         )
         await self._runner.setup()
         assert self._runner.server is not None
         guard.attach(self._runner.server)
-        site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
+        site = web.TCPSite(self._runner, settings.http.http_host, settings.http.http_port)
         await site.start()
-        _LOGGER.info("HTTP API listening on http://%s:%d", settings.http_host, self.port)
+        _LOGGER.info("HTTP API listening on http://%s:%d", settings.http.http_host, self.port)
 
     async def stop(self) -> None:
         """Stop accepting; in-flight requests get shutdown_grace seconds to finish."""

@@ -65,18 +65,18 @@ async def read_json(request: web.Request, settings: Settings) -> dict[str, Any]:
             "send the request body as JSON (Content-Type: application/json)",
             code="unsupported-media-type",
         )
-    max_bytes = settings.http_max_body_bytes
+    max_bytes = settings.http.http_max_body_bytes
     if request.content_length is not None and request.content_length > max_bytes:
         raise _too_large(max_bytes)
     try:
         # NOTE: aiohttp waits for a body as long as the client keeps the connection open;
         # a client trickling bytes would hold its connection and buffer forever.
-        async with asyncio.timeout(settings.http_body_timeout):
+        async with asyncio.timeout(within := settings.http.http_body_timeout):
             raw = await _read_body(request, max_bytes)
     except TimeoutError:
         raise ApiError(
             408,
-            f"the body did not arrive within {settings.http_body_timeout:g} s (http_body_timeout)",
+            f"the body did not arrive within {within:g} s (http_body_timeout)",
             code="body-timeout",
             headers={"Connection": "close"},
         ) from None
@@ -128,7 +128,7 @@ def parse_speech(body: dict[str, Any], engine: Engine) -> SpeechRequest:
     audio_format = _choice(body, "response_format", "mp3", tuple(FORMATS))
     stream_format = _choice(body, "stream_format", "audio", STREAM_FORMATS)
     speed = _number(body, "speed", *SPEED_RANGE)
-    max_tokens = _number(body, "max_tokens", 7, settings.max_tokens, integer=True)
+    max_tokens = _number(body, "max_tokens", 7, settings.sampling.max_tokens, integer=True)
     seed = _number(body, "seed", 0, 2**32 - 1, integer=True)
     sampling = Sampling(
         temperature=_number(body, "temperature", 0, 2),
@@ -141,7 +141,7 @@ def parse_speech(body: dict[str, Any], engine: Engine) -> SpeechRequest:
         text=text,
         voice=resolve_voice(body.get("voice"), engine),
         audio_format=FORMATS[audio_format],
-        speed=settings.speed if speed is None else speed,
+        speed=settings.speech.speed if speed is None else speed,
         sse=stream_format == "sse",
         sampling=sampling,
     )
@@ -156,7 +156,7 @@ def resolve_voice(value: Any, engine: Engine) -> Voice:
     synthesizer = engine.synthesizer
     name = value.strip() if value else None
     if name and synthesizer.catalog.get(name) is None:
-        name = engine.settings.openai_voices.get(name.lower(), name)
+        name = engine.settings.http.openai_voices.get(name.lower(), name)
     return synthesizer.resolve_voice(name)  # VoiceError names the voices on offer
 
 
@@ -247,7 +247,9 @@ async def _speak(
         # A failure before the first audio is still a proper JSON error: start the
         # synthesis before sending any header.
         first = await anext(pcm, None)
-        return await _stream(request, speech_request, first, pcm, engine.settings.write_timeout)
+        return await _stream(
+            request, speech_request, first, pcm, engine.settings.limits.write_timeout
+        )
 
 
 async def _stream(

@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from ..config import ALL_GPU_LAYERS, Settings
+from ..config import ALL_GPU_LAYERS, ManagedSettings, Settings
 from ..upstream.completion import UpstreamBroken, UpstreamError, UpstreamUnreachable, max_tokens_for
 from .binary import (
     HOST,
@@ -80,12 +80,12 @@ class Sizing:
 def size_for(settings: Settings, max_concurrent: int, gpu: bool) -> Sizing:
     """Size the slots and context from what one synthesis may ask of the LLM at once."""
     # Each synthesis streams one segment and starts the next ones ahead (lookahead).
-    parallel = max_concurrent * (1 + settings.lookahead_segments)
-    longest = settings.segment_max_chars
-    generated = max_tokens_for("x" * longest, settings.max_tokens)
+    parallel = max_concurrent * (1 + settings.speech.lookahead_segments)
+    longest = settings.speech.segment_max_chars
+    generated = max_tokens_for("x" * longest, settings.sampling.max_tokens)
     per_slot = generated + longest + PROMPT_TOKENS_OVERHEAD
     per_slot = -(-per_slot // 256) * 256  # llama.cpp allocates in blocks; keep it round
-    layers = settings.llm_gpu_layers
+    layers = settings.managed.llm_gpu_layers
     if layers is None:
         layers = ALL_GPU_LAYERS if gpu else 0
     return Sizing(parallel, per_slot, layers)
@@ -169,7 +169,7 @@ class ManagedLlamaServer:
         self._stopping = False
 
     @classmethod
-    def locate(cls, settings: Settings) -> ManagedLlamaServer:
+    def locate(cls, settings: ManagedSettings) -> ManagedLlamaServer:
         """Find a binary here and check it (a ConfigError: exit 2); else the release is fetched.
 
         NOTE: nvidia-smi and the binary's --help run here, before anything serves.

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from ..config import PlayoutSettings
+
 
 class Release(Enum):
     """Why held audio was let go (each request's log line names it)."""
@@ -40,6 +42,13 @@ class Policy:
     """At or above this real-time factor, nothing is held (measurement noise stays above 1)."""
     measured: float = 0.15
     """Audio seconds a live rate needs before it is trusted over the remembered one."""
+
+
+def playout_policy(settings: PlayoutSettings) -> Policy | None:
+    """Return the rule's policy for the playout settings; None: immediate playout."""
+    if settings.playout != "adaptive":
+        return None
+    return Policy(margin=settings.playout_margin, max_hold=settings.playout_max_hold)
 
 
 def least_wait(length: float, rate: float) -> float:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..audio.level import LevelControl
 from ..audio.pcm import LeadTrimmer, TempoChanger, silence, to_int16
-from ..config import Settings
+from ..config import PlayoutSettings, SpeechSettings
 from ..decode.streams import Playback, open_stream
 from ..decode.worker import DecodeWorker
 from ..errors import OrpheusError
@@ -22,7 +22,7 @@ from ..metrics import Metrics
 from ..playout.gate import Gate
 from ..playout.holder import Progress
 from ..playout.pace import Pace
-from ..playout.rule import Policy
+from ..playout.rule import playout_policy
 from ..text import Part, Pause, TextError, TextPipeline, clean_text, ssml_to_parts
 from ..upstream.completion import DEFAULT_SAMPLING, Sampling, UpstreamError
 from ..upstream.pool import UpstreamPool
@@ -70,7 +70,9 @@ class Synthesizer:
 
     def __init__(
         self,
-        settings: Settings,
+        speech: SpeechSettings,
+        playout: PlayoutSettings,
+        queue_timeout: float,
         catalog: VoiceCatalog,
         pool: UpstreamPool,
         worker: DecodeWorker,
@@ -78,7 +80,9 @@ class Synthesizer:
         metrics: Metrics,
         text: TextPipeline,
     ) -> None:
-        self.settings = settings
+        self.speech = speech
+        """The voice and text section: what a door may read (the default speed, the limits)."""
+        self._queue_timeout = queue_timeout
         self.text = text
         self.catalog = catalog
         self._pool = pool
@@ -88,16 +92,12 @@ class Synthesizer:
         self.stats = SynthesisStats()
         self.metrics = metrics
         metrics.track_slots(lambda: self.stats.active, lambda: self.stats.queued)
-        self._policy = (
-            Policy(margin=settings.playout_margin, max_hold=settings.playout_max_hold)
-            if settings.playout == "adaptive"
-            else None
-        )
+        self._policy = playout_policy(playout)
         self._pace = Pace()
 
     def resolve_voice(self, name: str | None) -> Voice:
         """Return the named voice, or the default voice when no name is given."""
-        voice = self.catalog.get(name or self.settings.voice)
+        voice = self.catalog.get(name or self.speech.voice)
         if voice is None:
             offered = ", ".join(v.name for v in self.catalog.voices)
             raise VoiceError(f"unknown voice '{name}'; this server offers: {offered}")
@@ -115,10 +115,10 @@ class Synthesizer:
 
     def check_length(self, length: int) -> None:
         """Reject text over the configured limit."""
-        if length > self.settings.max_text_chars:
+        if length > self.speech.max_text_chars:
             raise TextError(
                 f"the text has {length} characters; this server takes at most "
-                f"{self.settings.max_text_chars} (max_text_chars)"
+                f"{self.speech.max_text_chars} (max_text_chars)"
             )
 
     @contextlib.asynccontextmanager
@@ -126,7 +126,7 @@ class Synthesizer:
         """Hold one of the synthesis slots; wait at most queue_timeout for it."""
         self.stats.queued += 1
         try:
-            async with asyncio.timeout(self.settings.queue_timeout):
+            async with asyncio.timeout(self._queue_timeout):
                 await self._slots.acquire()
         except TimeoutError:
             raise BusyError(
@@ -182,7 +182,7 @@ class Synthesizer:
         """Hold a slot and make the PCM: segments, tempo and level, a failure after the tail."""
         playback = Playback()
         tempo = TempoChanger(speed)
-        level = LevelControl(self.settings.output_gain_db, self.settings.output_limiter)
+        level = LevelControl(self.speech.output_gain_db, self.speech.output_limiter)
         pcm = self._pcm(_aiter(parts), voice, sampling, playback, progress)
         async with self.slot(), contextlib.aclosing(pcm):
             failure: Exception | None = None
@@ -213,7 +213,7 @@ class Synthesizer:
     ) -> AsyncGenerator[np.ndarray, None]:
         """Speak segments in order while up to `lookahead` later ones already generate."""
         feeds: asyncio.Queue[object] = asyncio.Queue()
-        window = asyncio.Semaphore(1 + self.settings.lookahead_segments)
+        window = asyncio.Semaphore(1 + self.speech.lookahead_segments)
         feeder = asyncio.create_task(self._feed(parts, voice, sampling, feeds, window, progress))
         spoken = False
         try:
@@ -225,8 +225,8 @@ class Synthesizer:
                     spoken = False  # an explicit break replaces the pause between segments
                     continue
                 assert isinstance(item, TokenFeed)
-                if spoken and self.settings.segment_pause_ms:
-                    yield silence(self.settings.segment_pause_ms / 1000)
+                if spoken and self.speech.segment_pause_ms:
+                    yield silence(self.speech.segment_pause_ms / 1000)
                 progress.segment += 1
                 async with contextlib.aclosing(self._speak(item, playback, voice)) as segment:
                     async for samples in segment:
@@ -270,7 +270,7 @@ class Synthesizer:
 
     async def _segments(self, text: str, language: str) -> list[str]:
         """Prepare one part for the model; a long one off the loop (~20 ms per 1,000 digits)."""
-        limit = self.settings.segment_max_chars
+        limit = self.speech.segment_max_chars
         if len(text) <= OFF_LOOP_CHARS:
             return self.text.segments(text, language, limit)
         return await asyncio.to_thread(self.text.segments, text, language, limit)

@@ -14,7 +14,7 @@ from urllib.parse import urlparse, urlsplit, urlunsplit
 import aiohttp
 from aiohttp.http_exceptions import LineTooLong
 
-from ..config import Settings, UpstreamSettings
+from ..config import RequestSettings, SamplingSettings, UpstreamSettings
 from ..errors import OrpheusError
 from ..format import END_OF_SPEECH, token
 
@@ -89,7 +89,7 @@ class Sampling:
     seed: int | None = None
     """Makes a request repeatable on servers that honour it (llama.cpp, vLLM, Ollama)."""
 
-    def pick(self, settings: Settings) -> tuple[float, float, float]:
+    def pick(self, settings: SamplingSettings) -> tuple[float, float, float]:
         """Return the temperature, top_p and repetition penalty in force."""
         return (
             settings.temperature if self.temperature is None else self.temperature,
@@ -101,7 +101,7 @@ class Sampling:
             ),
         )
 
-    def max_tokens_for(self, text: str, settings: Settings) -> int:
+    def max_tokens_for(self, text: str, settings: SamplingSettings) -> int:
         """Return max_tokens for one LLM request of `text` under the cap in force."""
         cap = settings.max_tokens if self.max_tokens is None else self.max_tokens
         return max_tokens_for(text, cap)
@@ -160,7 +160,7 @@ def shown_url(url: str) -> str:
 
 def request_body(
     upstream: UpstreamSettings,
-    settings: Settings,
+    settings: SamplingSettings,
     voice: str,
     text: str,
     sampling: Sampling = DEFAULT_SAMPLING,
@@ -218,7 +218,8 @@ class StreamLimits:
 async def stream_completion(
     session: aiohttp.ClientSession,
     upstream: UpstreamSettings,
-    settings: Settings,
+    requests: RequestSettings,
+    defaults: SamplingSettings,
     voice: str,
     text: str,
     sampling: Sampling = DEFAULT_SAMPLING,
@@ -229,12 +230,12 @@ async def stream_completion(
     headers = {"X-Request-ID": uuid.uuid4().hex}
     if upstream.api_key:
         headers["Authorization"] = f"Bearer {upstream.api_key}"
-    body = request_body(upstream, settings, voice, text, sampling)
-    limits = StreamLimits(settings.first_token_timeout, settings.stall_timeout)
+    body = request_body(upstream, defaults, voice, text, sampling)
+    limits = StreamLimits(requests.first_token_timeout, requests.stall_timeout)
     timeout = aiohttp.ClientTimeout(
-        total=settings.request_timeout,
-        connect=settings.connect_timeout,
-        sock_connect=settings.connect_timeout,
+        total=requests.request_timeout,
+        connect=requests.connect_timeout,
+        sock_connect=requests.connect_timeout,
     )
     _LOGGER.debug(
         "POST %s (request %s, max_tokens %s)", url, headers["X-Request-ID"], body.get("max_tokens")
@@ -253,7 +254,7 @@ async def stream_completion(
         raise UpstreamUnreachable(f"cannot reach the LLM server at {url}: {err}") from err
     # NOTE: some servers ignore max_tokens (koboldcpp, misconfigured proxies); stop reading
     # a little past it ourselves so a never-ending stream cannot hold a synthesis forever.
-    budget = sampling.max_tokens_for(text, settings) + TOKEN_SLACK
+    budget = sampling.max_tokens_for(text, defaults) + TOKEN_SLACK
     completed = False
     try:
         await _check_status(response, url, upstream)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from ..config import Settings, UpstreamSettings
+from ..config import LlmSettings, RequestSettings, SamplingSettings, UpstreamSettings
 from ..voices import voices_for_binding
 from .completion import (
     DEFAULT_SAMPLING,
@@ -58,17 +58,20 @@ class UpstreamPool:
 
     def __init__(
         self,
-        settings: Settings,
+        llm: LlmSettings,
+        requests: RequestSettings,
+        sampling: SamplingSettings,
         clock: Callable[[], float] = time.monotonic,
         down_reason: Callable[[UpstreamError], Awaitable[str | None]] | None = None,
     ) -> None:
-        self._settings = settings
+        self._requests = requests
+        self._sampling = sampling
         self._clock = clock
         # Managed mode: says whether a failure is our own llama-server being down.
         self._down_reason = down_reason
         self.upstreams = [
             Upstream(u, frozenset(v.name for v in voices_for_binding(u.voices, u.custom_voices)))
-            for u in settings.upstreams
+            for u in llm.upstreams
         ]
         self._session: aiohttp.ClientSession | None = None
 
@@ -167,7 +170,7 @@ class UpstreamPool:
                 return
             except UpstreamError as failure:
                 err = await self._explained(failure)
-                upstream.failed_until = self._clock() + self._settings.upstream_cooldown
+                upstream.failed_until = self._clock() + self._requests.upstream_cooldown
                 upstream.last_error = str(err)
                 if start.started or len(tried) > 1:
                     if err is failure:
@@ -194,7 +197,13 @@ class UpstreamPool:
         parser = FrameParser()
         try:
             completion = stream_completion(
-                self._session, upstream.settings, self._settings, voice, text, sampling
+                self._session,
+                upstream.settings,
+                self._requests,
+                self._sampling,
+                voice,
+                text,
+                sampling,
             )
             async with aclosing(completion) as texts:
                 async for arrived in texts:

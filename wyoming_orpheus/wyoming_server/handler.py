@@ -25,6 +25,7 @@ from wyoming.tts import (
 )
 
 from .. import __version__
+from ..config import LimitSettings
 from ..errors import BadRequest, error_code, error_text
 from ..format import CHANNELS, SAMPLE_RATE, SAMPLE_WIDTH
 from ..outcomes import client_gone, record
@@ -82,6 +83,7 @@ class OrpheusEventHandler(AsyncEventHandler):
         writer: asyncio.StreamWriter,
         info: Info,
         synthesizer: Synthesizer,
+        limits: LimitSettings,
     ) -> None:
         super().__init__(reader, writer)
         self._info_event = info.event()
@@ -90,12 +92,11 @@ class OrpheusEventHandler(AsyncEventHandler):
         self._tasks: set[asyncio.Task[None]] = set()
         """Every unfinished piece of work: a hang-up cancels them all, not only the last."""
         self._last: asyncio.Task[None] | None = None
-        settings = synthesizer.settings
         # A whole text in UTF-8 (4 bytes a character at most) plus room for the other fields.
-        self._max_data = 4 * settings.max_text_chars + 16 * 1024
-        self._idle_timeout = settings.wyoming_idle_timeout
-        self._first_event_timeout = settings.wyoming_first_event_timeout
-        self._write_timeout = settings.write_timeout
+        self._max_data = 4 * synthesizer.speech.max_text_chars + 16 * 1024
+        self._idle_timeout = limits.wyoming_idle_timeout
+        self._first_event_timeout = limits.wyoming_first_event_timeout
+        self._write_timeout = limits.write_timeout
         self._last_active = time.monotonic()
         self._events = 0
 
@@ -222,7 +223,7 @@ class OrpheusEventHandler(AsyncEventHandler):
         voice = self._synthesizer.resolve_voice(_voice_name(request.voice))
         parts = self._synthesizer.prepare(request.text, ssml=request.text_format == "ssml")
         await self._send_audio(
-            self._synthesizer.synthesize(parts, voice, self._synthesizer.settings.speed)
+            self._synthesizer.synthesize(parts, voice, self._synthesizer.speech.speed)
         )
 
     # --- streaming synthesis ---
@@ -270,7 +271,7 @@ class OrpheusEventHandler(AsyncEventHandler):
     async def _speak_stream(self, stream: TextStream, voice: SynthesizeVoice | None) -> None:
         resolved = self._synthesizer.resolve_voice(_voice_name(voice))
         await self._send_audio(
-            self._synthesizer.synthesize(stream.parts(), resolved, self._synthesizer.settings.speed)
+            self._synthesizer.synthesize(stream.parts(), resolved, self._synthesizer.speech.speed)
         )
         if stream.refusal is not None:
             raise stream.refusal

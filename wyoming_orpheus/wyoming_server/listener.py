@@ -11,6 +11,7 @@ from wyoming.error import Error
 from wyoming.event import async_write_event
 from wyoming.info import Info
 
+from ..config import LimitSettings
 from ..sockets import bound_send_buffer
 from ..synthesis.synthesizer import Synthesizer
 from .handler import OrpheusEventHandler
@@ -22,10 +23,14 @@ _LOGGER = logging.getLogger(__name__)
 class WyomingServer:
     """Serves the Wyoming protocol on a tcp:// or unix:// URI."""
 
-    def __init__(self, uri: str, info: Info, synthesizer: Synthesizer) -> None:
+    def __init__(
+        self, uri: str, info: Info, synthesizer: Synthesizer, limits: LimitSettings
+    ) -> None:
         self._uri = urlparse(uri)
-        self._factory = partial(OrpheusEventHandler, info=info, synthesizer=synthesizer)
-        self._max_connections = synthesizer.settings.wyoming_max_connections
+        self._factory = partial(
+            OrpheusEventHandler, info=info, synthesizer=synthesizer, limits=limits
+        )
+        self._max_connections = limits.wyoming_max_connections
         self._server: asyncio.Server | None = None
         self._connections: dict[asyncio.Task[None], OrpheusEventHandler] = {}
 
