@@ -14,7 +14,7 @@ import pytest
 
 from tests.stand_ins.llama_release import ReleaseStandIn
 from wyoming_orpheus.fetch.archive import ArchiveError, Bounds, unpack
-from wyoming_orpheus.fetch.hub import Downloads
+from wyoming_orpheus.fetch.progress import Downloads
 from wyoming_orpheus.fetch.release import TAG, ReleaseError, fetch_build
 
 STEPS = "abcdefghijklmnop"

@@ -29,7 +29,7 @@ from tests.managed_process import (
 )
 from tests.stand_ins import llama_server
 from tests.stand_ins.llama_release import ReleaseStandIn, build_files, pack_tar, pack_zip
-from wyoming_orpheus.fetch.hub import Downloads
+from wyoming_orpheus.fetch.progress import Downloads
 from wyoming_orpheus.fetch.release import (
     TAG,
     ReleaseError,
@@ -151,7 +151,9 @@ async def test_script_run_on_a_fresh_machine_fetches_the_release_and_speaks_on_b
 ) -> None:
     size = len(release.assets[CPU_ASSET])
     release.link.bytes_per_second = size / 3  # long enough to see it downloading
-    env = {**fresh_machine(tmp_path), **release_env(release, tmp_path)}
+    # Issue 30: a user who keeps the hub offline (the model is a local file) still gets
+    # llama.cpp's release: HF_HUB_OFFLINE governs the hub only.
+    env = {**fresh_machine(tmp_path), **release_env(release, tmp_path, HF_HUB_OFFLINE="1")}
     first = await start_managed(
         tmp_path, model_args(tiny_gguf, snac_dir), env, "first", [str(REPO / "script/run")]
     )

@@ -18,7 +18,8 @@ from .config.cli import load_settings
 from .decode.hardware import DeviceFacts, Tier, select_tier
 from .decode.snac import CodecLoadError, local_snac_dir
 from .engine import Engine
-from .fetch.hub import Downloads, HubError, fetch_gguf, parse_gguf_spec
+from .fetch.hub import HubError, fetch_gguf, parse_gguf_spec
+from .fetch.progress import Downloads
 from .fetch.release import ReleaseError, fetch_for_host
 from .http_api import HttpServer, HttpState
 from .managed.server import ManagedLlamaServer, size_for

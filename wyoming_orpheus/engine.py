@@ -13,7 +13,7 @@ from .decode.memory import release_free_memory
 from .decode.snac import load_snac
 from .decode.streams import warm_up
 from .decode.worker import DecodeWorker
-from .fetch.hub import Downloads
+from .fetch.progress import Downloads
 from .format import REAL_TIME_TOKENS_PER_SECOND
 from .loop_lag import LoopLag
 from .managed.server import ManagedLlamaServer

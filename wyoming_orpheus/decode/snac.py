@@ -10,7 +10,8 @@ import torch
 from torch.nn.utils import parametrize
 
 from ..errors import OrpheusError
-from ..fetch.hub import Downloads, HubError, fetch_file
+from ..fetch.hub import HubError, fetch_file
+from ..fetch.progress import Downloads
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -10,58 +10,22 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from tqdm.auto import tqdm
+from filelock import FileLock
+
+from .download import DownloadError, resume_into
+from .hub_cache import blob_place
+from .progress import Download, Downloads, first_line, progress_class
 
 _LOGGER = logging.getLogger(__name__)
 
-LOG_EVERY_SECONDS = 5.0
-"""How often download progress is logged when stderr is not a terminal."""
 _REPO_RE = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 class HubError(Exception):
     """A model file cannot be had; the message says why and what to do."""
-
-
-@dataclass
-class Download:
-    """One file being fetched: what /health and the log show."""
-
-    name: str
-    done: int = 0
-    total: int | None = None
-    finished: bool = False
-
-
-@dataclass
-class Downloads:
-    """Every download of this process, for /health (thread-safe: downloads run in threads)."""
-
-    items: list[Download] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def start(self, name: str) -> Download:
-        """Register a download."""
-        item = Download(name)
-        with self._lock:
-            self.items.append(item)
-        return item
-
-    def active(self) -> list[dict[str, Any]]:
-        """Return the unfinished downloads as /health shows them."""
-        with self._lock:
-            return [
-                {"file": d.name, "bytes_done": d.done, "bytes_total": d.total}
-                for d in self.items
-                if not d.finished
-            ]
 
 
 @dataclass(frozen=True)
@@ -168,13 +132,12 @@ def _resume_blob(repo: str, filename: str, download: Download) -> None:
     NOTE: huggingface_hub 2 resumes only within one call: it writes to a temporary file of a
     name unique to the process and deletes it on failure, so a restart (a power cut, a
     Ctrl-C) fetched a multi-GB GGUF from the start. Here the blob is fetched first to
-    `blobs/<etag>.incomplete` with its own resumable `http_get`, moved to `blobs/<etag>`
-    once whole, and hf_hub_download then only links it into the snapshot.
+    `blobs/<etag>.incomplete` (download.py), moved to `blobs/<etag>` once whole, and
+    hf_hub_download then only links it into the snapshot (the layout: hub_cache.py).
     """
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
     from huggingface_hub.errors import HfHubHTTPError
-    from huggingface_hub.file_download import http_get, repo_folder_name
-    from huggingface_hub.utils import WeakFileLock, build_hf_headers
+    from huggingface_hub.utils import build_hf_headers
 
     if constants.HF_HUB_OFFLINE:
         return  # hf_hub_download answers from the cache, or says it cannot
@@ -186,27 +149,19 @@ def _resume_blob(repo: str, filename: str, download: Download) -> None:
         return  # hf_hub_download then falls back to the cache, or says why it cannot
     if not meta.etag or meta.xet_file_data is not None:
         return  # Xet storage has a resumable client of its own
-    folder = repo_folder_name(repo_id=repo, repo_type="model")
-    blob = Path(constants.HF_HUB_CACHE) / folder / "blobs" / meta.etag
-    lock = Path(constants.HF_HUB_CACHE) / ".locks" / folder / f"{meta.etag}.lock"
-    if blob.exists():
+    place = blob_place(repo, meta.etag)
+    if place.blob.exists():
         return
-    blob.parent.mkdir(parents=True, exist_ok=True)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    partial = blob.with_name(blob.name + ".incomplete")
-    with WeakFileLock(lock), partial.open("ab") as sink:
+    place.blob.parent.mkdir(parents=True, exist_ok=True)
+    place.lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(place.lock), place.partial.open("ab") as sink:
         if meta.size is not None and sink.tell() > meta.size:
             sink.truncate(0)  # not a prefix of this file: start over
-        http_get(
-            meta.location,
-            sink,
-            resume_size=sink.tell(),
-            headers=build_hf_headers(),
-            expected_size=meta.size,
-            displayed_filename=filename,
-            tqdm_class=progress_class(download),
-        )
-    partial.replace(blob)
+        try:
+            resume_into(meta.location, sink, download, size=meta.size, headers=build_hf_headers())
+        except DownloadError as err:
+            raise HubError(f"cannot download {repo}/{filename}: {err}") from None
+    place.partial.replace(place.blob)
 
 
 def _repo_files(repo: str) -> list[str]:
@@ -237,51 +192,3 @@ def _repo_files(repo: str) -> list[str]:
 
 def _no_repo(repo: str) -> str:
     return f"no hub repository {repo} (or it is private: set HF_TOKEN)"
-
-
-def first_line(err: BaseException) -> str:
-    """Return an error's first line: what a one-line start error quotes of it."""
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
-
-
-def progress_class(download: Download) -> type[tqdm]:
-    """A tqdm class for huggingface_hub: a bar on a terminal, else a log line every few s."""
-    on_terminal = sys.stderr.isatty()
-
-    class _Progress(tqdm):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["disable"] = not on_terminal
-            super().__init__(*args, **kwargs)
-            download.done = int(kwargs.get("initial") or 0)
-            download.total = kwargs.get("total")
-            self._logged = time.monotonic()
-            if download.done:
-                _LOGGER.info("Resuming %s at %s", download.name, _size(download.done))
-
-        def update(self, n: float | None = 1) -> bool | None:
-            download.done += int(n or 0)
-            now = time.monotonic()
-            if not on_terminal and now - self._logged >= LOG_EVERY_SECONDS:
-                self._logged = now
-                _LOGGER.info("Downloading %s: %s", download.name, _fraction(download))
-            return super().update(n)
-
-        def close(self) -> None:
-            whole = bool(download.total) and download.done >= (download.total or 0)
-            if whole and not download.finished:
-                download.finished = True  # tqdm closes a bar more than once
-                _LOGGER.info("Downloaded %s (%s)", download.name, _size(download.done))
-            super().close()
-
-    return _Progress
-
-
-def _fraction(download: Download) -> str:
-    if not download.total:
-        return _size(download.done)
-    share = 100 * download.done / download.total
-    return f"{_size(download.done)} of {_size(download.total)} ({share:.0f}%)"
-
-
-def _size(count: int) -> str:
-    return f"{count / 2**20:.1f} MiB"

@@ -26,9 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
+from filelock import FileLock
+
 from ..managed.binary import VULKAN_NEEDS, WAYS_TO_GET_ONE, Devices, list_devices
 from .archive import BOUNDS, ArchiveError, unpack
-from .hub import Downloads, first_line, progress_class
+from .download import DownloadError, TooLong, resume_into
+from .progress import Downloads, first_line
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,7 +45,7 @@ and run script/test (it builds the same version for the integration tests); pypr
 GLIBC_NEEDED = (2, 35)
 """The official Linux builds are made on Ubuntu 22.04 and need its glibc or newer."""
 API_TIMEOUT = 30.0
-"""Seconds for the release API's answer (the download has huggingface_hub's own timeouts)."""
+"""Seconds for the release API's answer (the download has download.TIMEOUT)."""
 HASH_BLOCK = 1 << 20
 
 
@@ -138,13 +142,11 @@ def fetch_build(api: str, tag: str, variant: str, downloads: Downloads) -> Path:
     if cached is not None:
         _LOGGER.info("llama.cpp %s (%s) from the cache: %s", tag, variant, cached)
         return cached
-    from huggingface_hub.utils import WeakFileLock
-
     asset = pick_asset(_release(api, tag), tag, variant)
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Two starts sharing a cache (two services, a restart loop): one fetches, the other waits
     # and then finds it cached.
-    with WeakFileLock(folder.parent / f".{asset.name}.lock"):
+    with FileLock(folder.parent / f".{asset.name}.lock"):
         cached = server_in(folder)
         if cached is not None:
             return cached
@@ -197,17 +199,12 @@ def pick_asset(release: Any, tag: str, variant: str) -> Asset:
 
 def _release(api: str, tag: str) -> Any:
     """GET {api}/tags/{tag}: GitHub's release JSON."""
-    from huggingface_hub.utils import get_session
-
     url = f"{api.rstrip('/')}/tags/{tag}"
     try:
-        answer = get_session().get(
-            url,
-            headers={"Accept": "application/vnd.github+json"},
-            timeout=API_TIMEOUT,
-            follow_redirects=True,
+        answer = requests.get(
+            url, headers={"Accept": "application/vnd.github+json"}, timeout=API_TIMEOUT
         )
-    except Exception as err:  # unreachable, a timeout, HF_HUB_OFFLINE (the session's own)
+    except requests.RequestException as err:  # unreachable, a timeout, a bad URL
         raise ReleaseError(_unreachable(url, err)) from None
     if answer.status_code != 200:
         said = (answer.text.strip().splitlines() or [""])[0][:200]
@@ -231,24 +228,15 @@ def _unreachable(url: str, err: BaseException) -> str:
 
 def _download(asset: Asset, into: Path, downloads: Downloads) -> Path:
     """Download an asset beside the cache, resuming a partial one; return it once verified."""
-    from huggingface_hub.file_download import http_get
-
     partial = into / f"{asset.name}.incomplete"
     download = downloads.start(asset.name)
     try:
         with partial.open("ab") as sink:
             if asset.size and sink.tell() > asset.size:
                 sink.truncate(0)  # not a prefix of this asset: start over
-            http_get(
-                asset.url,
-                sink,
-                resume_size=sink.tell(),
-                expected_size=asset.size or None,
-                displayed_filename=asset.name,
-                tqdm_class=progress_class(download),
-            )
-    except Exception as err:  # a full disk; the link lost for good; huggingface_hub's HTTP errors
-        if asset.size and partial.stat().st_size > asset.size:
+            resume_into(asset.url, sink, download, size=asset.size or None)
+    except (DownloadError, OSError) as err:  # the link lost for good, a refusal, a full disk
+        if isinstance(err, TooLong):
             partial.unlink()  # no resume can fix it: it would fail the same way every run
             raise ReleaseError(
                 f"cannot download {asset.name} ({asset.url}): the server sent more than the "

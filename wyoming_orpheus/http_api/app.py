@@ -13,7 +13,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from ..config import Settings
 from ..engine import Engine
-from ..fetch.hub import Downloads
+from ..fetch.progress import Downloads
 from ..managed.server import ManagedLlamaServer
 from . import catalog, pages, speech, status
 from .connections import ConnectionGuard

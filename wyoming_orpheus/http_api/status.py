@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..engine import Engine
-from ..fetch.hub import Downloads
+from ..fetch.progress import Downloads
 from ..managed.server import ManagedLlamaServer
 from ..metrics import CONTENT_TYPE
 from ..upstream.rate import RollingRate
