@@ -33,7 +33,7 @@ from wyoming_orpheus.fetch.progress import Downloads
 from wyoming_orpheus.fetch.release import (
     TAG,
     ReleaseError,
-    check_glibc,
+    check_c_libraries,
     fetch_build,
     pick_asset,
     variant_for,
@@ -339,12 +339,36 @@ def test_the_asset_is_the_builds_tar_gz_else_its_zip_and_it_must_carry_a_digest(
         pick_asset({"message": "Not Found"}, TAG, "ubuntu-x64")
 
 
+GCC_12 = frozenset({"GLIBCXX_3.4.29", "GLIBCXX_3.4.30"})
+GCC_14 = GCC_12 | {"GLIBCXX_3.4.31", "GLIBCXX_3.4.32", "GLIBCXX_3.4.33"}
+
+
 def test_an_old_or_non_glibc_linux_is_refused_before_any_download() -> None:
-    check_glibc("glibc 2.35")
-    check_glibc("glibc 2.41")
+    # x64 builds are made on Ubuntu 22.04; arm64 ones on ubuntu-24.04-arm with gcc 14 (issue 30).
+    check_c_libraries("x64", "glibc 2.35", GCC_12)
+    check_c_libraries("x64", "glibc 2.41", GCC_12)
+    check_c_libraries("arm64", "glibc 2.39", GCC_14)
     for found in ("glibc 2.31", "glibc 2.9", None):
-        with pytest.raises(ReleaseError, match=r"need glibc >= 2\.35; this system has"):
-            check_glibc(found)
+        with pytest.raises(ReleaseError, match=r"x64 builds need glibc >= 2\.35; this system has"):
+            check_c_libraries("x64", found, GCC_14)
+    # Debian 12 on a Raspberry Pi: glibc 2.36, gcc 12's libstdc++.
+    with pytest.raises(ReleaseError, match=r"arm64 builds need glibc >= 2\.38; .* glibc 2\.36"):
+        check_c_libraries("arm64", "glibc 2.36", GCC_12)
+    with pytest.raises(ReleaseError, match=r"GLIBCXX_3\.4\.32 \(gcc 14\); .* GLIBCXX_3\.4\.30"):
+        check_c_libraries("arm64", "glibc 2.38", GCC_12)
+    with pytest.raises(ReleaseError, match="another way: .*brew install llama.cpp"):
+        check_c_libraries("arm64", "glibc 2.38", frozenset())
+
+
+async def test_a_tag_without_a_published_release_is_named_as_such(
+    release: ReleaseStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    release.unreleased.add("b99999")
+    with pytest.raises(ReleaseError, match="tag b99999 has no published release .* \\(yet\\)"):
+        await asyncio.to_thread(fetch_build, release.api, "b99999", CPU, Downloads())
+    with pytest.raises(ReleaseError, match="answered 404"):  # no such tag at all
+        await asyncio.to_thread(fetch_build, release.api, "b00001", CPU, Downloads())
 
 
 async def test_a_zip_with_llama_server_deeper_down_is_found_runs_and_is_cached(

@@ -83,6 +83,8 @@ class ReleaseStandIn:
     """A digest to publish instead of the archive's own (a corrupt download)."""
     sizes: dict[str, int] = field(default_factory=dict)
     """A size to publish instead of the archive's own (a lying mirror)."""
+    unreleased: set[str] = field(default_factory=set)
+    """Tags that exist (the git API knows them) whose release is not published yet."""
     link: Link = field(default_factory=Link)
     requests: list[ReleaseRequest] = field(default_factory=list)
     port: int = 0
@@ -98,6 +100,7 @@ class ReleaseStandIn:
         app = web.Application()
         app.router.add_get(RELEASES + "/tags/{tag}", self._release)
         app.router.add_get("/download/{tag}/{name}", self._download)
+        app.router.add_get(RELEASES.removesuffix("/releases") + "/git/ref/tags/{tag}", self._ref)
         self._runner, self.port = await listen(app)
 
     async def stop(self) -> None:
@@ -125,6 +128,13 @@ class ReleaseStandIn:
             for name, data in sorted(self.assets.items())
         ]
         return web.json_response({"tag_name": self.tag, "name": self.tag, "assets": assets})
+
+    async def _ref(self, request: web.Request) -> web.Response:
+        self.requests.append(ReleaseRequest(request.path, None))
+        tag = request.match_info["tag"]
+        if tag != self.tag and tag not in self.unreleased:
+            return web.json_response({"message": "Not Found", "status": "404"}, status=404)
+        return web.json_response({"ref": f"refs/tags/{tag}", "object": {"type": "commit"}})
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(ReleaseRequest(request.path, request.headers.get("Range")))

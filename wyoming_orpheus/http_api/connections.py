@@ -14,7 +14,8 @@ import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from aiohttp.web_protocol import RequestHandler
+
+from .server_seam import Connection, close, connection_of, open_connections, watch
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -25,9 +26,9 @@ class ConnectionGuard:
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._server: web.Server | None = None
-        self._in_flight: dict[RequestHandler, int] = {}
-        self._last_active: dict[RequestHandler, float] = {}
-        self._closing: set[RequestHandler] = set()
+        self._in_flight: dict[Connection, int] = {}
+        self._last_active: dict[Connection, float] = {}
+        self._closing: set[Connection] = set()
         """Connections closed to make room whose connection_lost has not run yet.
 
         NOTE: issue 31: they stay in the server's list until then, so under a burst the
@@ -36,28 +37,21 @@ class ConnectionGuard:
     def attach(self, server: web.Server) -> None:
         """Watch the server's connections as they come and go."""
         self._server = server
-        made, lost = server.connection_made, server.connection_lost
+        watch(server, self._made, self._lost)
 
-        def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
-            made(handler, transport)
-            self._last_active[handler] = time.monotonic()
-            self._admit(handler, transport)
+    def _made(self, connection: Connection, transport: asyncio.Transport) -> None:
+        self._last_active[connection] = time.monotonic()
+        self._admit(connection, transport)
 
-        def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
-            self._last_active.pop(handler, None)
-            self._in_flight.pop(handler, None)
-            self._closing.discard(handler)
-            lost(handler, exc)
-
-        # The aiohttp server has no hook for this; wrapping its two callbacks is the seam.
-        server.connection_made = connection_made  # type: ignore[method-assign]
-        server.connection_lost = connection_lost  # type: ignore[method-assign]
+    def _lost(self, connection: Connection) -> None:
+        self._last_active.pop(connection, None)
+        self._in_flight.pop(connection, None)
+        self._closing.discard(connection)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Mark the connection busy while its request (and streamed body) is handled."""
-        connection = request.protocol
-        assert isinstance(connection, RequestHandler)
+        connection = connection_of(request)
         self._in_flight[connection] = self._in_flight.get(connection, 0) + 1
         try:
             return await handler(request)
@@ -69,9 +63,9 @@ class ConnectionGuard:
                 self._in_flight.pop(connection, None)
             self._last_active[connection] = time.monotonic()
 
-    def _admit(self, newcomer: RequestHandler, transport: asyncio.Transport) -> None:
+    def _admit(self, newcomer: Connection, transport: asyncio.Transport) -> None:
         assert self._server is not None
-        connections = [h for h in self._server.connections if h not in self._closing]
+        connections = [h for h in open_connections(self._server) if h not in self._closing]
         if len(connections) <= self._limit:
             return
         now = time.monotonic()
@@ -83,7 +77,7 @@ class ConnectionGuard:
                 now - self._last_active.get(oldest, now),
             )
             self._closing.add(oldest)
-            oldest.force_close()
+            close(oldest)
             return
         _LOGGER.warning(
             "Refusing an HTTP connection: all %d open connections have requests in flight "
@@ -92,7 +86,7 @@ class ConnectionGuard:
         )
         transport.write(_busy_response(self._limit))
         self._closing.add(newcomer)
-        newcomer.force_close()  # closes the transport once the answer is written
+        close(newcomer)  # closes the transport once the answer is written
 
 
 def _busy_response(limit: int) -> bytes:

@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 from wyoming.audio import AudioStart, AudioStop
 from wyoming.error import Error
-from wyoming.event import Event
+from wyoming.event import Event, async_write_event
 from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
-from wyoming.server import AsyncEventHandler
 from wyoming.tts import (
     Synthesize,
     SynthesizeChunk,
@@ -74,8 +73,13 @@ def build_info(catalog: VoiceCatalog, streaming: bool) -> Info:
     return Info(tts=[program])
 
 
-class OrpheusEventHandler(AsyncEventHandler):
-    """One client connection; synthesis runs in tasks so events keep being read."""
+class OrpheusEventHandler:
+    """One client connection; synthesis runs in tasks so events keep being read.
+
+    NOTE: issue 30: this subclassed wyoming's AsyncEventHandler, replaced its `run()` and set
+    its private `_is_running`. It is its own class now and uses the wyoming package's public
+    API only (Event, the event classes, `async_write_event`); reading is protocol.py's.
+    """
 
     def __init__(
         self,
@@ -85,7 +89,8 @@ class OrpheusEventHandler(AsyncEventHandler):
         synthesizer: Synthesizer,
         limits: LimitSettings,
     ) -> None:
-        super().__init__(reader, writer)
+        self.reader = reader
+        self.writer = writer
         self._info_event = info.event()
         self._synthesizer = synthesizer
         self._stream: TextStream | None = None
@@ -116,6 +121,11 @@ class OrpheusEventHandler(AsyncEventHandler):
         """Drop the connection at once (to admit a newcomer); its read loop then ends."""
         self.writer.transport.abort()
 
+    async def stop(self) -> None:
+        """Close the connection after what was written (a shutdown); the read loop then ends."""
+        self.writer.close()
+        self.reader.feed_eof()
+
     def _read_deadline(self) -> float | None:
         """How long the next event may take: no limit while audio is being made, a short
         one for the first event (Home Assistant sends describe or synthesize at once)."""
@@ -125,9 +135,8 @@ class OrpheusEventHandler(AsyncEventHandler):
 
     async def run(self) -> None:
         """Read events until the client leaves, sends a malformed frame or stays idle too long."""
-        self._is_running = True
         try:
-            while self._is_running:
+            while True:
                 try:
                     # An idle connection is closed; one waiting for its audio is not idle.
                     async with asyncio.timeout(self._read_deadline()):
@@ -155,7 +164,9 @@ class OrpheusEventHandler(AsyncEventHandler):
 
     async def write_event(self, event: Event) -> None:
         """Send an event; a client that stops reading for write_timeout is dropped."""
-        await write_within(super().write_event(event), self.writer.transport, self._write_timeout)
+        await write_within(
+            async_write_event(event, self.writer), self.writer.transport, self._write_timeout
+        )
 
     async def _refuse(self, text: str) -> None:
         err = BadRequest(text)
