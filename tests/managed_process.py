@@ -19,6 +19,7 @@ from wyoming.tts import Synthesize
 
 from tests.stand_ins.tcp_recorder import frames_of
 from tests.test_end_to_end import free_port
+from tests.waiting import until
 from tests.wyoming_client import assert_well_formed, read_reply
 from wyoming_orpheus.audio.pcm import to_int16
 from wyoming_orpheus.config import SamplingSettings, UpstreamSettings
@@ -149,9 +150,7 @@ def process_gone(pid: int) -> bool:
 
 async def wait_gone(pid: int, timeout: float) -> None:
     """Wait until a process is gone; fail after timeout seconds."""
-    async with asyncio.timeout(timeout):
-        while not process_gone(pid):
-            await asyncio.sleep(0.05)
+    await until(lambda: process_gone(pid), f"process {pid} to be gone", timeout, every=0.05)
 
 
 def kill_quietly(pid: int) -> None:

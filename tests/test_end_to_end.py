@@ -20,6 +20,7 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
 from tests.stand_ins.llm_server import OrpheusStandIn
 from tests.test_zeroconf import browse
+from tests.waiting import until
 from tests.wyoming_client import assert_well_formed, read_reply
 from wyoming_orpheus.wyoming_server.discovery import SERVICE_TYPE
 
@@ -87,9 +88,12 @@ async def server_process(
 async def log_says(tmp_path: Path, text: str, timeout: float = 10.0) -> None:
     """Wait until the server's log has a line with text (what it did, not a guess of when)."""
     log = tmp_path / "server.log"
-    async with asyncio.timeout(timeout):
-        while text not in log.read_text(encoding="utf-8", errors="replace"):
-            await asyncio.sleep(0.02)
+    await until(
+        lambda: text in log.read_text(encoding="utf-8", errors="replace"),
+        f"the server's log to say {text!r}",
+        timeout,
+        every=0.02,
+    )
 
 
 async def wait_for_port(

@@ -19,6 +19,7 @@ from wyoming.tts import Synthesize
 
 from benchmarks.listener import Listen
 from tests.stand_ins.llm_server import OrpheusStandIn
+from tests.waiting import until
 from tests.wyoming_client import Reply, read_reply
 from wyoming_orpheus.config import Settings
 from wyoming_orpheus.wyoming_server.handler import build_info
@@ -111,8 +112,7 @@ async def test_beyond_the_limit_requests_queue_then_get_busy_and_the_stream_keep
         await listen_wyoming(wyoming.port, "Warm up the end of a stream.")
         llm.requests.clear()
         accepted = asyncio.create_task(listen_wyoming(wyoming.port, ACCEPTED))
-        while not llm.requests:  # the slot is taken
-            await asyncio.sleep(0.01)
+        await until(lambda: llm.requests, "the accepted request to reach the LLM (its slot)")
         started = time.monotonic()
         extra_wyoming = [wyoming_refusal(wyoming.port, f"Me too, number {n}.") for n in range(3)]
         extra_http = [http_refusal(url) for _ in range(3)]

@@ -24,6 +24,7 @@ from wyoming.tts import Synthesize
 
 from tests.stand_ins.llm_server import OrpheusStandIn
 from tests.test_end_to_end import free_port, wait_for_port
+from tests.waiting import until
 from tests.wyoming_client import read_reply
 
 SILENT = 3000
@@ -66,11 +67,12 @@ class Silent:
 
     async def wait_all_closed(self, timeout: float) -> float:
         """Wait until the server closed every one; return how long it took."""
-        started = time.monotonic()
-        async with asyncio.timeout(timeout):
-            while self.closed_by_server() < len(self.readers):
-                await asyncio.sleep(0.1)
-        return time.monotonic() - started
+        return await until(
+            lambda: self.closed_by_server() >= len(self.readers),
+            f"the server to close all {len(self.readers)} silent sockets",
+            timeout,
+            every=0.1,
+        )
 
     async def close(self) -> None:
         if self._trickle is not None:
@@ -123,11 +125,10 @@ async def synthesis_start(port: int, llm: OrpheusStandIn) -> tuple[float, AsyncT
     client = AsyncTcpClient("127.0.0.1", port)
     await client.connect()
     await client.write_event(Synthesize(text="The front door is open.").event())
-    started = time.monotonic()
-    async with asyncio.timeout(10):
-        while len(llm.requests) <= asked:
-            await asyncio.sleep(0.005)
-    return time.monotonic() - started, client
+    took = await until(
+        lambda: len(llm.requests) > asked, "the request to reach the LLM", every=0.005
+    )
+    return took, client
 
 
 @pytest.mark.slow

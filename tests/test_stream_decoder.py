@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.waiting import until
 from wyoming_orpheus.decode.hardware import Tier
 from wyoming_orpheus.decode.snac import decode_batch, load_snac
 from wyoming_orpheus.decode.streams import (
@@ -224,8 +225,7 @@ async def test_every_job_is_answered_while_the_worker_stops(model: torch.nn.Modu
     queued = asyncio.ensure_future(worker.decode(np.zeros((2, 7), dtype=np.int64)))
     await asyncio.sleep(0)  # both are on the queue
     stopping = asyncio.ensure_future(asyncio.to_thread(worker.stop))
-    while worker._accepting:  # the stop has begun
-        await asyncio.sleep(0.001)
+    await until(lambda: not worker._accepting, "the stop to begin", every=0.001)
     late = asyncio.ensure_future(worker.decode(np.zeros((2, 7), dtype=np.int64)))
     release.set()
     async with asyncio.timeout(10):

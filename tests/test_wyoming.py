@@ -23,6 +23,7 @@ from wyoming.tts import (
 )
 
 from tests.stand_ins.llm_server import OrpheusStandIn
+from tests.waiting import until
 from tests.wyoming_client import assert_well_formed, read_reply
 from wyoming_orpheus.audio.pcm import to_int16
 from wyoming_orpheus.config import UpstreamSettings
@@ -281,8 +282,12 @@ async def test_describe_is_answered_within_a_second_during_four_long_syntheses(
         connect(server) as d,
     ):
         talkers = [asyncio.create_task(speak(x)) for x in (a, b, c, d)]
-        while len(llm.requests) < 4 or min(r.tokens_sent for r in llm.requests) < 40:
-            await asyncio.sleep(0.05)
+        await until(
+            lambda: len(llm.requests) >= 4 and min(r.tokens_sent for r in llm.requests) >= 40,
+            "four syntheses streaming (40 tokens each)",
+            timeout=60,
+            every=0.05,
+        )
         async with connect(server) as probe:
             for _ in range(3):
                 started = time.monotonic()
