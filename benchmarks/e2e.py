@@ -202,9 +202,11 @@ async def _read_audio(
         event = await client.read_event()
         assert event is not None, "the server closed the connection"
         if AudioChunk.is_type(event.type):
-            if not listen.chunks:
+            audio = AudioChunk.from_event(event).audio
+            speech_before = bool(listen.chunks)
+            listen.add(time.monotonic(), len(audio) // 2, silent=not any(audio))
+            if listen.chunks and not speech_before:
                 listen.tokens_at_first_audio = tokens_sent(llm, tag)
-            listen.add(time.monotonic(), len(AudioChunk.from_event(event).audio) // 2)
         elif AudioStop.is_type(event.type):
             note_upstream(llm, tag, listen)
             return

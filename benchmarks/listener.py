@@ -24,10 +24,21 @@ class Listen:
     llm_request_at: float | None = None
     """When the request reached the LLM server (streamed text: its first sentence's request)."""
 
-    def add(self, arrival: float, samples: int) -> None:
-        """Record a chunk."""
-        if samples:
+    silence: list[tuple[float, int]] = field(default_factory=list)
+    """(arrival time, samples) of keep-alive silence before the first speech (issue 29)."""
+
+    def add(self, arrival: float, samples: int, silent: bool = False) -> None:
+        """Record a chunk; all-zero chunks before any speech are keep-alive silence."""
+        if silent and not self.chunks:
+            self.silence.append((arrival, samples))
+        elif samples:
             self.chunks.append((arrival, samples))
+
+    @property
+    def first_bytes(self) -> float:
+        """Return seconds from the request to its first audio bytes (silence or speech)."""
+        firsts = [c[0] for c in (self.silence[:1] + self.chunks[:1])]
+        return min(firsts) - self.asked
 
     @property
     def after_fourth_frame(self) -> float | None:

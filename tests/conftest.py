@@ -72,6 +72,9 @@ def make_settings(snac_dir: Path, llm: OrpheusStandIn) -> Callable[..., Settings
             http_host="127.0.0.1",
             http_port=0,
             warm_up=False,  # tests/test_stream_decoder.py covers it; each engine would pay it
+            # Keep-alive silence before speech has its own tests (test_playout_doors.py,
+            # test_playout.py); the rest compare their audio with an exact decode.
+            playout_keepalive=False,
         )
         return base.but(**overrides)
 

@@ -110,8 +110,11 @@ async def start_managed(
         "--debug",
         *args,
     ]
-    # No warm-up: these tests are about the LLM server's life, not the first decode's speed.
-    environ = dict(os.environ, ORPHEUS_WARM_UP="false", **(env or {}))
+    # No warm-up: these tests are about the LLM server's life, not the first decode's speed;
+    # no keep-alive silence: they compare what is spoken with an exact decode.
+    environ = dict(
+        os.environ, ORPHEUS_WARM_UP="false", ORPHEUS_PLAYOUT_KEEPALIVE="false", **(env or {})
+    )
     with log_path.open("ab") as log:
         process = await asyncio.create_subprocess_exec(
             *(command or [sys.executable, "-m", "wyoming_orpheus"]),

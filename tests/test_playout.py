@@ -4,6 +4,9 @@ comes and never re-buffers (what Home Assistant's satellites do)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wyoming_orpheus.format import TOKENS_PER_FRAME
-from wyoming_orpheus.playout.gate import STARTED, Gate
+from wyoming_orpheus.playout.gate import STARTED, Gate, Silence
 from wyoming_orpheus.playout.holder import Holder, Progress
-from wyoming_orpheus.playout.rule import Policy, Release, decide, least_wait
+from wyoming_orpheus.playout.rule import KeepAlive, Policy, Release, decide, least_wait
 from wyoming_orpheus.upstream.rate import RateMeter
 
 FRAME = 2048 / 24000  # audio seconds per frame
@@ -230,3 +233,84 @@ async def test_the_gate_says_audio_is_coming_before_it_holds_and_keeps_every_sam
     assert got[0] is STARTED  # an empty block first: the door sends its start at once
     assert np.array_equal(np.concatenate(got[1:]), np.concatenate(blocks))
     assert gate.outcome.release is Release.END
+
+
+# --- keep-alive silence while speech is held (issue 29) ---
+
+KEEP = KeepAlive()
+
+
+def held_request(remembered: float | None, chars: int = 200) -> Holder[int]:
+    progress = Progress(speed=1.0, seconds_per_char=FRAME, remembered=remembered)
+    progress.chars = chars  # ~17 s estimated: a frame per character
+    progress.segment = 1
+    return Holder(POLICY, progress)
+
+
+def test_keep_alive_fills_the_wait_the_rule_wants_and_never_more() -> None:
+    holder = held_request(remembered=0.8)
+    wanted = least_wait(200 * FRAME, 0.8) + POLICY.margin  # ~4.8 s
+    assert holder.wanted_wait(0.0) == pytest.approx(wanted)
+    first = holder.silence(0.0, True, KEEP)
+    assert first == pytest.approx(min(wanted, KEEP.ahead))
+    holder.listener.send(0.0, first, speech=False)
+    # The listener holds what the rule wants: later, only what it played since is topped up.
+    assert holder.silence(0.0, False, KEEP) == pytest.approx(0.0, abs=1e-9)
+    assert holder.silence(0.1, False, KEEP) == pytest.approx(0.1)
+    # Speech that comes now is released at once: the silence was the wait.
+    assert holder.offer(0.0, 1, FRAME, 1) == [1]
+    assert holder.listener.gaps == 0.0 and holder.listener.silence == pytest.approx(first)
+    # Speech flows: no silence is ever put into it.
+    assert holder.silence(5.0, True, KEEP) == 0.0
+
+
+def test_keep_alive_runs_ahead_at_most_its_bound_and_tops_up_as_time_passes() -> None:
+    holder = held_request(remembered=0.4, chars=400)  # a wait far beyond 5 s
+    first = holder.silence(0.0, True, KEEP)
+    assert first == pytest.approx(KEEP.ahead)
+    holder.listener.send(0.0, first, speech=False)
+    assert holder.silence(0.5, True, KEEP) == pytest.approx(0.5)  # what was played since
+
+
+def test_with_no_rate_to_go_by_keep_alive_sends_the_least_block_when_due() -> None:
+    holder = held_request(remembered=None)
+    assert holder.wanted_wait(0.0) == 0.0
+    assert holder.silence(0.0, False, KEEP) == 0.0
+    assert holder.silence(0.5, True, KEEP) == pytest.approx(KEEP.least)
+
+
+def test_at_or_above_real_time_nothing_is_wanted() -> None:
+    assert held_request(remembered=1.2).wanted_wait(0.0) == 0.0
+
+
+async def test_the_gate_keeps_the_line_busy_while_it_holds_and_keeps_every_sample() -> None:
+    # An LLM whose rate is unknown and whose first audio takes 1.2 s, then half real time.
+    progress = Progress(speed=1.0, seconds_per_char=FRAME, remembered=None)
+    progress.chars = 40
+    progress.segment = 1
+    blocks = [np.full(2048, i + 1, dtype=np.int16) for i in range(8)]
+    keep = KeepAlive(first=0.1, every=0.2)
+
+    async def source():
+        await asyncio.sleep(1.2)
+        for block in blocks:
+            await asyncio.sleep(2 * FRAME)
+            yield block
+
+    gate = Gate(POLICY, progress, keep_alive=keep)
+    opened = time.monotonic()
+    arrivals: list[tuple[float, np.ndarray]] = []
+    async for block in gate.run(source()):
+        arrivals.append((time.monotonic() - opened, block))
+    sent = [(t, b) for t, b in arrivals if len(b)]
+    speech = [b for _, b in sent if not isinstance(b, Silence)]
+    silence = [(t, b) for t, b in sent if isinstance(b, Silence)]
+    assert np.array_equal(np.concatenate(speech), np.concatenate(blocks))  # every sample
+    assert silence and all(not b.any() for _, b in silence)
+    assert silence[0][0] < keep.first + 0.1  # bytes soon after the request
+    before_speech = [t for t, b in sent if isinstance(b, Silence)]
+    quiet = max(b - a for a, b in itertools.pairwise([0.0, *before_speech]))
+    assert quiet < keep.every + 0.1  # never a silent line while speech is held
+    assert all(len(b) % 1024 == 0 for _, b in silence)  # whole Wyoming chunks, sent at once
+    first_speech = next(i for i, (_, b) in enumerate(sent) if not isinstance(b, Silence))
+    assert all(not isinstance(b, Silence) for _, b in sent[first_speech:])  # none in speech

@@ -6,6 +6,7 @@ the first audio as with playout immediate."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import socket
@@ -299,3 +300,83 @@ async def test_each_request_logs_its_hold_why_it_ended_and_the_rate(
     assert 0.5 < float(held.group(1)) < 3.0
     assert float(held.group(2)) == pytest.approx(float(held.group(3)), rel=0.2)
     assert float(held.group(4)) == pytest.approx(70 / 82.03, rel=0.1)
+
+
+# --- a satellite never left waiting on a silent line (issue 29) ---
+
+
+async def chunks_over_wyoming(port: int, text: str) -> tuple[float, list[tuple[float, bytes]]]:
+    """Synthesize; return when it asked and every audio chunk's (arrival, bytes)."""
+    client = AsyncTcpClient("127.0.0.1", port)
+    await client.connect()
+    chunks: list[tuple[float, bytes]] = []
+    asked = time.monotonic()
+    try:
+        await client.write_event(Synthesize(text=text).event())
+        async with asyncio.timeout(60):
+            while (event := await client.read_event()) is not None:
+                assert event.type != "error", event.data
+                if AudioChunk.is_type(event.type):
+                    chunks.append((time.monotonic(), AudioChunk.from_event(event).audio))
+                elif AudioStop.is_type(event.type):
+                    return asked, chunks
+    finally:
+        await client.disconnect()
+    raise AssertionError("the connection closed before audio-stop")
+
+
+@pytest.mark.timing
+@pytest.mark.parametrize("rate", [45, 60])
+async def test_below_real_time_a_satellite_hears_bytes_at_once_and_never_a_silent_line(
+    doors, llm: OrpheusStandIn, rate: int
+) -> None:
+    llm.behaviour.tokens_per_second = rate
+    port, _ = await doors(playout_keepalive=True)
+    asked, chunks = await chunks_over_wyoming(port, TEXT)
+    speech_at = next(i for i, (_, audio) in enumerate(chunks) if any(audio))
+    lead, speech = chunks[:speech_at], chunks[speech_at:]
+    arrivals = [asked, *(t for t, _ in lead), speech[0][0]]
+    quiet = max(b - a for a, b in itertools.pairwise(arrivals))
+    silence = sum(len(audio) for _, audio in lead) / 2 / SAMPLE_RATE
+    print(f"{rate} tok/s: first bytes {chunks[0][0] - asked:.2f} s, {silence:.1f} s of silence, "
+          f"speech sent at {speech[0][0] - asked:.1f} s, longest quiet {quiet:.2f} s")  # fmt: skip
+    assert chunks[0][0] - asked < 0.5  # bytes within half a second of the request
+    assert quiet < 1.0  # never a second without bytes while speech is held
+    assert not any(any(audio) for _, audio in lead)  # what came first is silence
+    # Speech is all there, after the silence, and a player that plays everything as it comes
+    # (the silence first) never runs dry in it: the silence was the wait, not more.
+    spoken = sum(len(audio) for _, audio in speech) // 2
+    assert spoken == len(llm.requests[0].frames) * 2048
+    heard_at, gaps = play(asked, chunks, speech_at)
+    assert gaps < 0.05
+    length = spoken / SAMPLE_RATE
+    assert heard_at <= 1.3 * least_wait(length, rate / REAL_TIME_TOKENS_PER_SECOND) + 1.0
+
+
+def play(asked: float, chunks: list[tuple[float, bytes]], speech_at: int) -> tuple[float, float]:
+    """A satellite that plays every chunk as it comes and never re-buffers: return when it
+    reaches the first speech (seconds after the request) and the gaps it hears in speech."""
+    runs_out = asked
+    heard_at, gaps = 0.0, 0.0
+    for index, (arrival, audio) in enumerate(chunks):
+        if arrival > runs_out:
+            if index > speech_at:
+                gaps += arrival - runs_out
+            runs_out = arrival
+        if index == speech_at:
+            heard_at = runs_out - asked
+        runs_out += len(audio) / 2 / SAMPLE_RATE
+    return heard_at, gaps
+
+
+@pytest.mark.timing
+async def test_the_http_door_sends_keep_alive_silence_only_when_asked(
+    doors, llm: OrpheusStandIn
+) -> None:
+    llm.behaviour.tokens_per_second = 45
+    _, url = await doors(playout_keepalive_http=True)
+    listen, _ = await over_http(url, TEXT)
+    assert listen.first_audio < 0.5
+    _, plain = await doors()  # the default: a response starts with speech
+    listen, _ = await over_http(plain, TEXT)
+    assert listen.first_audio > 1.0

@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .batching import Batching, BatchLoop
+
 AUDIO_BASE = 10
 END_OF_SPEECH = "<custom_token_2>"
 START_OF_SPEECH = "<custom_token_1>"
@@ -72,6 +74,9 @@ class Behaviour:
     """Seconds before the response headers (a server busy with a long prompt)."""
     first_token_delay: float = 0.0
     """Seconds between the headers and the first token."""
+    batching: Batching | None = None
+    """Stream like a batching server (one shared decode loop, slots, a gain curve) instead of
+    every request at tokens_per_second however many run (batching.py)."""
 
 
 @dataclass
@@ -130,6 +135,7 @@ class OrpheusStandIn:
         self.port = 0
         self._faults_used = 0
         self._random = random.Random(self.behaviour.seed)
+        self._loop: BatchLoop | None = None
 
     @property
     def base_url(self) -> str:
@@ -330,6 +336,14 @@ class OrpheusStandIn:
             tokens += frame_tokens(record.frames)
         if fault == "garbage":
             tokens = _with_garbage(tokens)
+        if behaviour.batching is not None:
+            async with self.batch_loop().lane() as lane:
+                index = 0
+                while index < len(tokens):
+                    count = await lane.take(behaviour.coalesce)
+                    yield tokens[index : index + count]
+                    index += count
+            return
         delay = (
             behaviour.coalesce / behaviour.tokens_per_second if behaviour.tokens_per_second else 0
         )
@@ -346,6 +360,13 @@ class OrpheusStandIn:
             # slow the stream below its rate (a GPU generates at a steady rate).
             due = started + index / behaviour.coalesce * delay
             await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+    def batch_loop(self) -> BatchLoop:
+        """Return the shared decode loop for the behaviour's batching (a new one if it changed)."""
+        assert self.behaviour.batching is not None
+        if self._loop is None or self._loop.batching is not self.behaviour.batching:
+            self._loop = BatchLoop(self.behaviour.batching)
+        return self._loop
 
 
 @contextlib.contextmanager

@@ -125,6 +125,21 @@ class PlayoutSettings:
         help="Longest hold in seconds, well under the ~30 s after which an ESPHome satellite "
         "gives up on a silent stream; beyond it the audio goes and may have gaps.",
     )
+    playout_keepalive: bool = setting(
+        True,
+        parse=as_bool,
+        kind=TOGGLE,
+        help="Wyoming: while speech is held, send silence (the first within 0.25 s, then at "
+        "least every 0.5 s, up to the wait the rule expects and 5 s ahead), so a satellite "
+        "hears the wait instead of a silent line (docs/home-assistant.md).",
+    )
+    playout_keepalive_http: bool = setting(
+        False,
+        parse=as_bool,
+        kind=TOGGLE,
+        help="The same for the HTTP door's streamed responses; off, a response (a file "
+        "download) starts with speech.",
+    )
 
 
 @dataclass(frozen=True)

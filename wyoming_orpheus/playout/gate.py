@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncGenerator, Callable
 
@@ -18,13 +19,24 @@ import numpy as np
 
 from ..format import SAMPLE_RATE
 from .holder import Holder, Progress
-from .rule import Outcome, Policy
+from .rule import KeepAlive, Outcome, Policy
 
 QUEUE_BLOCKS = 32
 """Blocks made ahead of a slow reader once released (bounds memory; ~1-8 frames each)."""
 STARTED = np.zeros(0, dtype=np.int16)
 """The empty block that says: audio is coming, held (a door sends its start then)."""
 _END = object()
+
+
+class Silence(np.ndarray):
+    """Keep-alive silence while speech is held: sent as audio, not counted as speech."""
+
+
+def silence_block(seconds: float, keep_alive: KeepAlive) -> np.ndarray:
+    """Return at least `seconds` of silence in whole keep-alive blocks (whole Wyoming chunks)."""
+    unit = round(keep_alive.least * SAMPLE_RATE)
+    count = max(1, math.ceil(seconds * SAMPLE_RATE / unit - 1e-9))
+    return np.zeros(count * unit, dtype=np.int16).view(Silence)
 
 
 class Gate:
@@ -35,9 +47,12 @@ class Gate:
         policy: Policy | None,
         progress: Progress,
         clock: Callable[[], float] = time.monotonic,
+        keep_alive: KeepAlive | None = None,
     ) -> None:
         self._progress = progress
         self._clock = clock
+        self._keep_alive = keep_alive
+        """Silence while speech is held (None: a silent hold, as for a file download)."""
         self._holder = None if policy is None else Holder[np.ndarray](policy, progress)
 
     @property
@@ -79,11 +94,12 @@ class Gate:
     async def _released(
         self, queue: asyncio.Queue[object], holder: Holder[np.ndarray]
     ) -> AsyncGenerator[np.ndarray, None]:
+        line = _Line(self._clock())
         while True:
-            item = await self._next(queue, holder.deadline)
+            item = await self._next(queue, self._wake(holder, line))
             now = self._clock()
-            if item is None:  # the cap, reached while the LLM made nothing
-                out = holder.expire(now)
+            if item is None:  # a wake-up: the cap, or the line quiet while speech is held
+                out = self._on_wake(holder, line, now)
             elif item is _END or isinstance(item, BaseException):
                 for samples in holder.finish(now):
                     yield samples
@@ -93,12 +109,42 @@ class Gate:
             else:
                 assert isinstance(item, tuple)
                 samples, segment = item
-                started = holder.listener.started or holder.holding
+                started = line.committed or holder.holding
                 out = holder.offer(now, samples, len(samples) / SAMPLE_RATE, segment)
                 if not out and not started:
                     out = [STARTED]  # holding from the start: a door commits its response
             for samples in out:
+                line.sent(now, samples)
                 yield samples
+
+    def _wake(self, holder: Holder[np.ndarray], line: _Line) -> float | None:
+        """Return when to wake without a block: the hold's cap, or the next keep-alive."""
+        wakes = [w for w in (holder.deadline, self._next_keep_alive(holder, line)) if w]
+        return min(wakes, default=None)
+
+    def _next_keep_alive(self, holder: Holder[np.ndarray], line: _Line) -> float | None:
+        keep_alive = self._keep_alive
+        if keep_alive is None or (holder.listener.started and not holder.holding):
+            return None
+        if line.last_bytes is None:
+            return line.opened + keep_alive.first
+        return line.last_bytes + keep_alive.every
+
+    def _on_wake(self, holder: Holder[np.ndarray], line: _Line, now: float) -> list[np.ndarray]:
+        deadline = holder.deadline
+        if deadline is not None and now >= deadline:
+            return holder.expire(now)  # the cap, reached while the LLM made nothing
+        if self._keep_alive is None:
+            return []
+        # Woken for it: the first bytes are due, or the line was quiet `every` seconds (a
+        # timer may fire a hair early: that is not a reason to wait one more round).
+        due = line.last_bytes is None or now - line.last_bytes >= self._keep_alive.every * 0.98
+        seconds = holder.silence(now, due, self._keep_alive)
+        if seconds <= 0:
+            return []
+        block = silence_block(seconds, self._keep_alive)
+        holder.listener.send(now, len(block) / SAMPLE_RATE, speech=False)
+        return [block]
 
     async def _next(self, queue: asyncio.Queue[object], deadline: float | None) -> object | None:
         """Return the next item, or None when the hold's deadline comes first."""
@@ -110,3 +156,18 @@ class Gate:
                 return await queue.get()
         except TimeoutError:
             return None
+
+
+class _Line:
+    """What went down the line to the listener: when it opened, its last bytes."""
+
+    def __init__(self, opened: float) -> None:
+        self.opened = opened
+        self.last_bytes: float | None = None
+        self.committed = False
+        """Whether anything (an empty start included) went out: the door has answered."""
+
+    def sent(self, now: float, samples: np.ndarray) -> None:
+        self.committed = True
+        if len(samples):
+            self.last_bytes = now

@@ -7,7 +7,7 @@ from typing import Generic, TypeVar
 
 from ..upstream.rate import RateMeter
 from ..upstream.tokens import Piece
-from .rule import Outcome, Policy, Release, decide
+from .rule import KeepAlive, Outcome, Policy, Release, decide, least_wait
 from .timeline import Listener
 
 T = TypeVar("T")
@@ -90,6 +90,33 @@ class Holder(Generic[T]):
             finished=False,
         )
         return [] if decision is None else self._release(now, decision)
+
+    def wanted_wait(self, now: float) -> float:
+        """Return how many seconds more the rule wants the listener to have in hand before
+        held speech goes (0 when nothing says: the rate unknown, or fast enough)."""
+        rate = self._progress.rate(now, self.policy)
+        if rate is None or rate >= self.policy.fast:
+            return 0.0
+        held = sum(s for _, s in self._held)
+        remaining = self._progress.estimate(self._produced) - self._produced
+        need = least_wait(remaining, rate) + self.policy.margin
+        return max(0.0, need - self.listener.ahead(now) - held)
+
+    def silence(self, now: float, due: bool, keep_alive: KeepAlive) -> float:
+        """Return the seconds of silence to send now while speech is held (0: none).
+
+        Up to the wait the rule still wants, at most `keep_alive.ahead` in the listener's
+        hand: it hears the same wait, and never more than the rule would have held. When
+        nothing is wanted or known, a minimal block when bytes are `due` (the line quiet for
+        `keep_alive.every` seconds), so a satellite is never left without bytes.
+        """
+        if self.listener.started and not self.holding:
+            return 0.0  # speech flows: what keeps the line busy is the speech
+        room = keep_alive.ahead - self.listener.ahead(now)
+        fill = min(self.wanted_wait(now), room)
+        if due:
+            fill = max(fill, keep_alive.least)
+        return max(0.0, fill)
 
     def expire(self, now: float) -> list[T]:
         """Let the held blocks go at the cap (the LLM stalled while they were held)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..config import PlayoutSettings
+from ..format import SAMPLE_RATE
 
 
 class Release(Enum):
@@ -42,6 +43,28 @@ class Policy:
     """At or above this real-time factor, nothing is held (measurement noise stays above 1)."""
     measured: float = 0.15
     """Audio seconds a live rate needs before it is trusted over the remembered one."""
+
+
+@dataclass(frozen=True)
+class KeepAlive:
+    """Silence while speech is held, so a satellite never waits on a silent line (issue 29).
+
+    An ESPHome Voice PE marks an announcement finished when playback has not started 2 s after
+    the request, and Home Assistant's ffmpeg converter writes nothing until it read ~4.5 s of
+    audio: a silent hold reaches it as a silent stream. Silence sent while speech is held is
+    heard as the same wait, and may run ahead of real time up to `ahead` seconds, never beyond
+    the wait the rule still wants, so it never delays speech.
+    """
+
+    first: float = 0.25
+    """Seconds after the request when the first bytes go, if no speech went by then."""
+    every: float = 0.5
+    """Longest quiet on the line while speech is held (well under 1 s)."""
+    ahead: float = 5.0
+    """Most silence in the listener's hand (past the ~4.5 s HA's converter reads first)."""
+    least: float = 1024 / SAMPLE_RATE
+    """The smallest keep-alive: one 1024-sample Wyoming chunk (~43 ms); silence goes in
+    whole such blocks, so the Wyoming door sends it at once, never held in a part chunk."""
 
 
 def playout_policy(settings: PlayoutSettings) -> Policy | None:

@@ -62,6 +62,18 @@ class TokenFeed:
             if isinstance(item, Exception):
                 raise item
 
-    def cancel(self) -> None:
-        """Stop reading; the upstream connection closes at once."""
-        self._task.cancel()
+    async def close(self) -> None:
+        """Stop reading and wait until the reader is done: the upstream connection is closed.
+
+        NOTE: issue 29: the reader was cancelled but never awaited, so its end (the
+        connection's close) could run after the request had been reported.
+        """
+        await close_all([self])
+
+
+async def close_all(feeds: list[TokenFeed]) -> None:
+    """Cancel readers and wait for them; asyncio.wait re-raises a cancellation of ours."""
+    for feed in feeds:
+        feed._task.cancel()
+    if feeds:
+        await asyncio.wait([feed._task for feed in feeds])

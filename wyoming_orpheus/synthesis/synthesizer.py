@@ -19,16 +19,16 @@ from ..decode.worker import DecodeWorker
 from ..errors import OrpheusError
 from ..format import TOKENS_PER_FRAME
 from ..metrics import Metrics
-from ..playout.gate import Gate
+from ..playout.gate import Gate, Silence
 from ..playout.holder import Progress
 from ..playout.pace import Pace
-from ..playout.rule import playout_policy
+from ..playout.rule import KeepAlive, playout_policy
 from ..text import Part, Pause, TextError, TextPipeline, clean_text, ssml_to_parts
 from ..upstream.completion import DEFAULT_SAMPLING, Sampling, UpstreamError
 from ..upstream.pool import UpstreamPool
 from ..upstream.tokens import FrameStats
 from ..voices import Voice, VoiceCatalog
-from .feed import TokenFeed
+from .feed import TokenFeed, close_all
 from .report import Report
 
 _LOGGER = logging.getLogger(__name__)
@@ -93,6 +93,11 @@ class Synthesizer:
         self.metrics = metrics
         metrics.track_slots(lambda: self.stats.active, lambda: self.stats.queued)
         self._policy = playout_policy(playout)
+        self._keep_alive = {
+            "wyoming": KeepAlive() if playout.playout_keepalive else None,
+            "http": KeepAlive() if playout.playout_keepalive_http else None,
+        }
+        """Silence while speech is held, per door."""
         self._pace = Pace()
 
     def resolve_voice(self, name: str | None) -> Voice:
@@ -160,13 +165,13 @@ class Synthesizer:
             seconds_per_char=self._pace.of(voice.name),
             remembered=self._pool.expected_rate(voice.name),
         )
-        gate = Gate(self._policy, progress)
+        gate = Gate(self._policy, progress, keep_alive=self._keep_alive.get(door))
         made = self._made(parts, voice, speed, sampling, progress)
         # NOTE: every nested generator is closed explicitly (aclosing), so a listener that
         # stops closes the upstream requests at once rather than when garbage is collected.
         async with contextlib.aclosing(gate.run(made)) as released:
             async for samples in released:
-                if len(samples):
+                if len(samples) and not isinstance(samples, Silence):
                     report.audio(len(samples))
                 yield samples
         report.log(gate.outcome)
@@ -235,13 +240,14 @@ class Synthesizer:
                 window.release()
         finally:
             feeder.cancel()
-            while not feeds.empty():
-                item = feeds.get_nowait()
-                if isinstance(item, TokenFeed):
-                    item.cancel()
             # asyncio.wait re-raises our own cancellation, never the feeder's: a suppress()
             # around `await feeder` would swallow a cancellation of this task (issue 25).
             await asyncio.wait([feeder])
+            left: list[TokenFeed] = []
+            while not feeds.empty():
+                if isinstance(item := feeds.get_nowait(), TokenFeed):
+                    left.append(item)
+            await close_all(left)  # lookahead requests not spoken: closed, and awaited
 
     async def _feed(
         self,
@@ -296,7 +302,7 @@ class Synthesizer:
                 raise
             error = err  # audio already started: end the segment cleanly, then report
         finally:
-            feed.cancel()
+            await feed.close()
         decoder.end()
         while (samples := await decoder.next_block()) is not None:
             yield trimmer.push(samples)
