@@ -22,7 +22,7 @@ from ..errors import log_safe
 from ..format import SAMPLE_RATE, SAMPLES_PER_FRAME, TOKENS_PER_FRAME
 from ..outcomes import record
 from ..sockets import bound_send_buffer, write_within
-from ..upstream.completion import Sampling
+from ..synthesis import Sampling
 from ..voices import Voice
 from .errors import ApiError, domain_error_response
 
