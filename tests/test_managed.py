@@ -44,6 +44,7 @@ from tests.test_zeroconf import browse
 from tests.wyoming_client import read_reply
 from wyoming_orpheus.decode.snac import SNAC_FILES
 from wyoming_orpheus.managed.binary import gpu_unused
+from wyoming_orpheus.managed.server import Sizing, build_command
 
 pytestmark = pytest.mark.slow  # real processes: llama-server, the server itself
 
@@ -118,6 +119,9 @@ async def test_a_local_gguf_speaks_over_both_doors_without_any_llm_url(
     assert f"llama-server: {slots} slots of " in server.log()
     # The test build is CPU-only, and says so: no layers offloaded.
     assert "(GPUs: none)" in server.log() and "0 GPU layers" in server.log()
+    # Its --help lists the options that raise batched throughput (issue 29): they are passed.
+    running = Path(f"/proc/{server.llama_pid(body)}/cmdline").read_bytes().split(b"\0")
+    assert b"-kvu" in running and b"-bs" in running
 
     service = await browse("orpheus-managed")  # advertised once llama-server answered
     assert service is not None and service.port == server.port
@@ -433,3 +437,14 @@ async def test_a_bad_llama_server_option_exits_2(
     )
     assert code == 2
     assert message in log
+
+
+def test_batching_options_are_passed_only_when_listed_and_not_chosen_by_the_user() -> None:
+    sizing = Sizing(parallel=8, ctx_per_slot=7168, gpu_layers=0)
+    listed = frozenset({"-kvu", "--kv-unified", "-no-kvu", "-bs", "--backend-sampling"})
+    command = build_command(Path("llama-server"), Path("m.gguf"), 1, sizing, [], listed)
+    assert "-kvu" in command and "-bs" in command
+    older = build_command(Path("llama-server"), Path("m.gguf"), 1, sizing, [], frozenset())
+    assert "-kvu" not in older and "-bs" not in older  # an older build does not know them
+    chosen = build_command(Path("llama-server"), Path("m.gguf"), 1, sizing, ["-no-kvu"], listed)
+    assert "-kvu" not in chosen and chosen[-1] == "-no-kvu" and "-bs" in chosen

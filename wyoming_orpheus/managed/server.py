@@ -61,6 +61,14 @@ _SIZING = {
     "gpu_layers": ("-ngl", "--gpu-layers", "--n-gpu-layers"),
 }
 _PR_SET_PDEATHSIG = 1
+BATCHING_OPTIONS = (
+    (("-kvu", "--kv-unified"), ("-no-kvu", "--no-kv-unified")),
+    (("-bs", "--backend-sampling"), ()),
+)
+"""Options that raise llama-server's throughput with several requests in flight (issue 29):
+one KV cache shared by every slot (a slot is not limited to -c / -np, and a short request
+leaves room for a long one), and sampling on the GPU backend. Each is passed only when the
+binary's --help lists it and the user did not pass it (or its negation) themselves."""
 
 
 @dataclass(frozen=True)
@@ -92,15 +100,26 @@ def size_for(settings: Settings, max_concurrent: int, gpu: bool) -> Sizing:
 
 
 def build_command(
-    binary: Path, model: Path, port: int, sizing: Sizing, extra: Sequence[str]
+    binary: Path,
+    model: Path,
+    port: int,
+    sizing: Sizing,
+    extra: Sequence[str],
+    options: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """The llama-server command line: ours first, the user's options win where they overlap."""
+    """The llama-server command line: ours first, the user's options win where they overlap.
+
+    `options`: what the binary's --help lists; a batching option is passed only if listed.
+    """
     given = {arg.split("=", 1)[0] for arg in extra}
     values = {"parallel": sizing.parallel, "ctx": sizing.ctx, "gpu_layers": sizing.gpu_layers}
     command = [str(binary), "-m", str(model), "--host", HOST, "--port", str(port)]
     for key, names in _SIZING.items():
         if not given.intersection(names):
             command += [names[0], str(values[key])]
+    for names, negations in BATCHING_OPTIONS:
+        if names[0] in options and not given.intersection((*names, *negations)):
+            command.append(names[0])
     return [*command, *extra]
 
 
@@ -148,6 +167,8 @@ class ManagedLlamaServer:
     def __init__(self, extra_args: Sequence[str]) -> None:
         self.binary: Path | None = None
         """The llama-server run; None until llama.cpp's release is fetched (use())."""
+        self.options: frozenset[str] = frozenset()
+        """What the binary's --help lists (the batching options are passed only if listed)."""
         self._extra = tuple(extra_args)
         self.port = free_port()
         self.gpus: list[str] | None = None
@@ -191,7 +212,8 @@ class ManagedLlamaServer:
     def use(self, binary: Path, devices: Devices | None = None) -> None:
         """Run this binary: check the pass-through options against it, ask it for its GPUs
         (unless its `--list-devices` was read already)."""
-        check_args(self._extra, binary_options(binary), binary)
+        self.options = binary_options(binary)
+        check_args(self._extra, self.options, binary)
         self.binary = binary
         self.gpus = (devices or list_devices(binary)).gpus
         _LOGGER.info(
@@ -213,7 +235,7 @@ class ManagedLlamaServer:
     def start(self, model: Path, sizing: Sizing) -> None:
         """Start llama-server and keep it running until stop()."""
         assert self.binary is not None, "use() names the binary first"
-        command = build_command(self.binary, model, self.port, sizing, self._extra)
+        command = build_command(self.binary, model, self.port, sizing, self._extra, self.options)
         # NOTE: issue 24: a GPU box whose llama-server is a CPU build was 10-20x slower than
         # real time with nothing but "GPUs: none" at INFO to say why.
         vulkan = is_vulkan_build(self.binary)
