@@ -433,3 +433,31 @@ def test_the_readme_states_the_declared_flags_and_limits() -> None:
             assert f"{value:g}" in row, f"README's limits table: {setting} is {value:g}: {row}"
             checked += 1
     assert checked >= 6
+
+
+@pytest.mark.slow
+def test_mypy_checks_each_field_against_its_parser(tmp_path: Path) -> None:
+    # Issue 30: setting() returned Any, so a field's type and its parser could disagree
+    # unnoticed. Now it is typed by its parser: mypy refuses these three and takes the fourth.
+    wrong = tmp_path / "wrong_section.py"
+    wrong.write_text(
+        "from dataclasses import dataclass\n"
+        "from wyoming_orpheus.config.declare import setting\n"
+        "from wyoming_orpheus.config.values import float_in, int_in\n"
+        "@dataclass(frozen=True)\n"
+        "class Wrong:\n"
+        '    a: str = setting(5, parse=int_in(1, 10), help="")\n'
+        '    b: int = setting(None, parse=int_in(1, 10, optional=True), help="")\n'
+        '    c: bool = setting(True, parse=float_in(0, 1), help="")\n'
+        '    d: int = setting(3, parse=int_in(1, 10), help="")\n',
+        encoding="utf-8",
+    )
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "--follow-imports=silent", str(wrong)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    errors = [line for line in checked.stdout.splitlines() if ": error:" in line]
+    assert [int(line.split(":")[1]) for line in errors] == [6, 7, 8], checked.stdout
