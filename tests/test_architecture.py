@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,3 +146,23 @@ def test_no_module_outgrows_its_concern() -> None:
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400
     }
     assert set(long) <= {"text/units.py"}, long
+
+
+def test_the_format_and_the_pure_playout_rule_import_neither_torch_nor_numpy() -> None:
+    # Issue 30: the rule imported torch through upstream/rate.py -> decode/snac.py.
+    pure = [
+        "wyoming_orpheus.format",
+        "wyoming_orpheus.upstream.rate",
+        "wyoming_orpheus.playout.rule",
+        "wyoming_orpheus.playout.timeline",
+        "wyoming_orpheus.playout.holder",
+    ]
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in pure)
+        + ("print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.strip() == "[]"
