@@ -10,7 +10,8 @@ from contextlib import aclosing
 
 import pytest
 
-from tests.stand_ins.llm_server import OrpheusStandIn
+from tests.stand_ins.batching import Batching
+from tests.stand_ins.llm_server import Behaviour, OrpheusStandIn
 from wyoming_orpheus.config import Settings, UpstreamSettings
 from wyoming_orpheus.upstream.completion import (
     NoAudioError,
@@ -301,3 +302,25 @@ async def test_voices_go_to_the_server_bound_to_them(make_settings, pool_factory
 def test_settings_are_frozen(make_settings) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         make_settings().voice = "leo"
+
+
+async def test_the_per_request_rate_is_remembered_by_how_many_requests_ran_at_once(
+    make_settings, pool_factory
+) -> None:
+    # Issue 29: a batching server streams each request slower when others run; the pool
+    # remembers the rate at each concurrency (what a schedule of sentence requests needs).
+    batching = Batching(400.0)
+    server = OrpheusStandIn(Behaviour(batching=batching, frames_per_char=1.0))
+    await server.start()
+    try:
+        pool = pool_factory(with_upstreams(make_settings, UpstreamSettings(server.base_url)))
+        await collect(pool)
+        await asyncio.gather(*(collect(pool) for _ in range(3)))
+    finally:
+        await server.stop()
+    (upstream,) = pool.upstreams
+    rates = {k: r.tokens_per_second() for k, r in upstream.rate_at.items()}
+    assert set(rates) == {1, 3}, rates
+    assert rates[1] == pytest.approx(batching.per_request(1), rel=0.25)
+    assert rates[3] == pytest.approx(batching.per_request(3), rel=0.25)  # 400 x 2.1 / 3
+    assert rates[3] < rates[1]

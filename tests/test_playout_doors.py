@@ -281,6 +281,7 @@ async def test_how_fast_the_llm_is_shows_in_the_log_health_and_metrics(
     assert upstream["tokens_per_second"] == pytest.approx(60, rel=0.1)
     assert upstream["real_time_factor"] == pytest.approx(60 / 82.03, rel=0.1)
     assert upstream["keeps_real_time"] is False
+    assert upstream["tokens_per_second_at"]["1"] == pytest.approx(60, rel=0.1)  # probed alone
     exported = re.search(r'orpheus_upstream_real_time_factor\{upstream="[^"]+"\} ([\d.]+)', metrics)
     assert exported is not None and float(exported.group(1)) == pytest.approx(0.73, rel=0.1)
 

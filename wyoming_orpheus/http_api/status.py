@@ -68,6 +68,12 @@ def health_body(
                 "in_flight": u.in_flight,
                 "last_error": u.last_error,
                 **_speed(u.rate),
+                # Per request, by how many ran at once: how this server batches (issue 29).
+                "tokens_per_second_at": {
+                    str(running): round(tokens, 1)
+                    for running, rate in sorted(u.rate_at.items())
+                    if (tokens := rate.tokens_per_second()) is not None
+                },
             }
             for u in engine.pool.upstreams
         ],

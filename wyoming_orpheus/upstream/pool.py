@@ -46,6 +46,14 @@ class Upstream:
     """The last failure's text (shown in /health); cleared by a success."""
     rate: RollingRate = field(default_factory=RollingRate)
     """Its audio tokens per second over its last requests (playout, /health, /metrics)."""
+    rate_at: dict[int, RollingRate] = field(default_factory=dict)
+    """Its per-request rate by how many requests it ran at once (a batching server streams
+    each slower and all together faster: issue 29), over the last requests at each."""
+
+    def record(self, measured: tuple[int, float], running: int) -> None:
+        """Remember one whole generation's rate, overall and at the requests it ran beside."""
+        self.rate.add(*measured)
+        self.rate_at.setdefault(max(1, running), RollingRate()).add(*measured)
 
     @property
     def url(self) -> str:
@@ -134,7 +142,7 @@ class UpstreamPool:
         if (measured := timing.measured()) is None:
             return None
         if cut:
-            upstream.rate.add(*measured)
+            upstream.record(measured, upstream.in_flight + 1)
         return measured[0] / measured[1]
 
     def cooling_down(self, upstream: Upstream) -> bool:
@@ -195,6 +203,7 @@ class UpstreamPool:
         upstream.in_flight += 1
         timing = RateMeter()
         parser = FrameParser()
+        beside: list[int] = []  # requests in flight at each arrival, this one included
         try:
             completion = stream_completion(
                 self._session,
@@ -209,6 +218,8 @@ class UpstreamPool:
                 async for arrived in texts:
                     piece = parser.parse(arrived, self._clock())
                     timing.add(piece.arrived, piece.tokens)
+                    if piece.tokens:
+                        beside.append(upstream.in_flight)
                     yield piece
         finally:
             upstream.in_flight -= 1
@@ -216,7 +227,7 @@ class UpstreamPool:
             yield last  # an incomplete last frame: counted where the pieces are read
         # Only a whole generation is measured: one cut short says little of the server's rate.
         if (measured := timing.measured()) is not None:
-            upstream.rate.add(*measured)
+            upstream.record(measured, round(sum(beside) / len(beside)))
 
 
 class _AudioStart:
