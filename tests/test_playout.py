@@ -283,6 +283,7 @@ def test_at_or_above_real_time_nothing_is_wanted() -> None:
     assert held_request(remembered=1.2).wanted_wait(0.0) == 0.0
 
 
+@pytest.mark.timing  # wall-clock intervals: run alone, after the rest (script/test)
 async def test_the_gate_keeps_the_line_busy_while_it_holds_and_keeps_every_sample() -> None:
     # An LLM whose rate is unknown and whose first audio takes 1.2 s, then half real time.
     progress = Progress(speed=1.0, seconds_per_char=FRAME, remembered=None)

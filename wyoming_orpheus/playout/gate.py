@@ -119,7 +119,7 @@ class Gate:
 
     def _wake(self, holder: Holder[np.ndarray], line: _Line) -> float | None:
         """Return when to wake without a block: the hold's cap, or the next keep-alive."""
-        wakes = [w for w in (holder.deadline, self._next_keep_alive(holder, line)) if w]
+        wakes = [w for w in (holder.deadline, self._next_keep_alive(holder, line)) if w is not None]
         return min(wakes, default=None)
 
     def _next_keep_alive(self, holder: Holder[np.ndarray], line: _Line) -> float | None:
