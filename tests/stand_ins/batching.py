@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+
+from wyoming_orpheus.format import REAL_TIME_TOKENS_PER_SECOND
+from wyoming_orpheus.playout.schedule import Job, Server, forecast, needed_lead
 
 PUBLISHED_GAINS = (1.0, 1.6, 2.1, 2.5)
 """Throughput at 1, 2, 3 and 4 requests in flight, as a multiple of one request alone."""
@@ -38,6 +43,28 @@ class Batching:
     def per_request(self, running: int) -> float:
         """Return each request's tokens per second with `running` in flight."""
         return self.tokens_per_second * self.gain(running) / running
+
+    def server(self) -> Server:
+        """Return it as the plan sees a server: per-request real-time factors by load."""
+        rates = (
+            self.per_request(k) / REAL_TIME_TOKENS_PER_SECOND for k in range(1, self.slots + 1)
+        )
+        return Server(tuple(rates), self.slots)
+
+    def least_wait(self, lengths: list[float], arrives: list[float] | None = None) -> float:
+        """Return the least lead any schedule of sentence requests needs here: brute force
+        over start times on a 0.5 s grid, in order (`arrives`: when each one's text comes)."""
+        server, arrives = self.server(), arrives or [0.0] * len(lengths)
+        grid = [i * 0.5 for i in range(int(2 * sum(lengths) / server.rates[0]) + 2)][:48]
+        best = math.inf
+        for later in itertools.combinations_with_replacement(grid, len(lengths) - 1):
+            jobs = [Job(length, arrives=at) for length, at in zip(lengths, arrives, strict=True)]
+            starts: list[float | None] = [
+                max(s, a) for s, a in zip([0.0, *later], arrives, strict=True)
+            ]
+            tracks = forecast(server, jobs, starts, 0.0)
+            best = min(best, needed_lead(jobs, tracks, 0.0))
+        return best
 
 
 @dataclass(eq=False)

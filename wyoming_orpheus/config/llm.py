@@ -58,6 +58,14 @@ class UpstreamSettings:
         flag=None,
         help='training: the fine-tune\'s token layout; audio: "<|audio|>voice: text<|eot_id|>".',
     )
+    slots: int = setting(
+        4,
+        parse=int_in(1, 64),
+        flag=None,
+        help="Requests it runs at once: llama-server's -np (4 by default), vLLM's "
+        "--max-num-seqs, Ollama's OLLAMA_NUM_PARALLEL (1 by default). Below real time an "
+        "answer's sentence requests are planned for them (managed mode knows its own).",
+    )
     voices: tuple[str, ...] = ()
     """Voice names or language codes this server speaks; empty means the English voices."""
     custom_voices: tuple[Voice, ...] = ()

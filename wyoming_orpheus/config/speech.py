@@ -125,6 +125,15 @@ class PlayoutSettings:
         help="Longest hold in seconds, well under the ~30 s after which an ESPHome satellite "
         "gives up on a silent stream; beyond it the audio goes and may have gaps.",
     )
+    playout_sentences: bool = setting(
+        True,
+        parse=as_bool,
+        kind=TOGGLE,
+        help="Below real time (as measured), each sentence is its own LLM request, sent when a "
+        "plan for the server's batch says, so later sentences generate while earlier ones "
+        "play: speech starts several times sooner. Off, or at real time: one request per "
+        "segment_max_chars (longer text per request).",
+    )
     playout_keepalive: bool = setting(
         True,
         parse=as_bool,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -27,6 +28,9 @@ class Progress:
     segment: int = 0
     """The segment being spoken (a new one may be held at its start)."""
     meter: RateMeter = field(default_factory=RateMeter)
+    lead: Callable[[float], float] | None = None
+    """The lead an answer's sentence plan needs in hand at a time (None: one request, the
+    rate's rule)."""
 
     def arrived(self, piece: Piece) -> None:
         """Count a parsed piece of LLM text (every segment's, as it arrives)."""
@@ -81,25 +85,41 @@ class Holder(Generic[T]):
             self._since = now
         self._held.append((block, seconds))
         held = sum(s for _, s in self._held)
+        rate, need = self._judged(now)
         decision = decide(
             self.policy,
             ahead=self.listener.ahead(now) + held,
-            remaining=self._progress.estimate(self._produced) - self._produced,
-            rate=self._progress.rate(now, self.policy),
+            remaining=self._remaining,
+            rate=rate,
             held_for=now - self._since,
             finished=False,
+            need=need,
         )
         return [] if decision is None else self._release(now, decision)
+
+    @property
+    def _remaining(self) -> float:
+        return self._progress.estimate(self._produced) - self._produced
+
+    def _judged(self, now: float) -> tuple[float | None, float | None]:
+        """Return the rate the fast rule reads and the lead needed (None: not known yet).
+
+        An answer in sentence requests has its plan's lead; its rate is no listener's: the
+        sentences generate side by side.
+        """
+        if self._progress.lead is not None:
+            return None, self._progress.lead(now)
+        rate = self._progress.rate(now, self.policy)
+        return rate, None if rate is None else least_wait(self._remaining, rate)
 
     def wanted_wait(self, now: float) -> float:
         """Return how many seconds more the rule wants the listener to have in hand before
         held speech goes (0 when nothing says: the rate unknown, or fast enough)."""
-        rate = self._progress.rate(now, self.policy)
-        if rate is None or rate >= self.policy.fast:
+        rate, need = self._judged(now)
+        if need is None or (rate is not None and rate >= self.policy.fast):
             return 0.0
         held = sum(s for _, s in self._held)
-        remaining = self._progress.estimate(self._produced) - self._produced
-        need = least_wait(remaining, rate) + self.policy.margin
+        need = min(need, self.policy.max_hold) + self.policy.margin  # inf: never made
         return max(0.0, need - self.listener.ahead(now) - held)
 
     def silence(self, now: float, due: bool, keep_alive: KeepAlive) -> float:

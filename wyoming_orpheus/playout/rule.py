@@ -87,18 +87,22 @@ def decide(
     rate: float | None,
     held_for: float,
     finished: bool,
+    need: float | None = None,
 ) -> Release | None:
     """Return why audio held for `held_for` seconds may go now, or None to keep holding.
 
     `ahead`: audio seconds the listener would have in hand (held plus still unplayed);
     `remaining`: audio seconds still to be made (estimated); `rate`: audio seconds made per wall
-    second, None while unknown.
+    second, None while unknown. `need`: the lead an answer's sentence plan needs in hand
+    (schedule.py), in place of the one-request rule `least_wait(remaining, rate)`.
     """
     if finished:
         return Release.END
     if rate is not None and rate >= policy.fast:
         return Release.FAST
-    if rate is not None and ahead >= least_wait(remaining, rate) + policy.margin:
+    if need is None and rate is not None:
+        need = least_wait(remaining, rate)
+    if need is not None and ahead >= need + policy.margin:
         return Release.COVERED
     if held_for >= policy.max_hold:
         return Release.CAP

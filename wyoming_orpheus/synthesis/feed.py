@@ -20,10 +20,15 @@ class TokenFeed:
         stream: AsyncGenerator[Piece, None],
         chars: int,
         arrived: Callable[[Piece], None],
+        ended: Callable[[], None] | None = None,
+        index: int | None = None,
     ) -> None:
         self.chars = chars
         """The segment's spoken characters (its voice's pace is learned from them)."""
+        self.index = index
+        """Its sentence in the answer's sentence plan (None: not planned by sentence)."""
         self._arrived = arrived
+        self._ended = ended
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task = asyncio.create_task(self._read(stream))
 
@@ -36,6 +41,9 @@ class TokenFeed:
             self._queue.put_nowait(None)
         except Exception as err:
             self._queue.put_nowait(err)
+        finally:
+            if self._ended is not None:
+                self._ended()  # no await: also reached by cancellation
 
     def __aiter__(self) -> AsyncIterator[Piece]:
         return self._pieces()

@@ -23,6 +23,7 @@ from ..playout.gate import Gate, Silence
 from ..playout.holder import Progress
 from ..playout.pace import Pace
 from ..playout.rule import KeepAlive, playout_policy
+from ..playout.schedule import server_rates
 from ..text import Part, Pause, TextError, TextPipeline, clean_text, ssml_to_parts
 from ..upstream.completion import DEFAULT_SAMPLING, Sampling, UpstreamError
 from ..upstream.pool import UpstreamPool
@@ -30,6 +31,8 @@ from ..upstream.tokens import FrameStats
 from ..voices import Voice, VoiceCatalog
 from .feed import TokenFeed, close_all
 from .report import Report
+from .sentences import SentencePlan
+from .starter import Starter
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -60,7 +63,9 @@ class SynthesisStats:
     invalid_tokens: int = 0
 
 
-_END = object()
+_Item = TokenFeed | Pause | Exception | None
+"""What the feeder hands the speaker, in order: a segment's feed, an explicit pause, the
+failure that ended the text, or None at its end."""
 OFF_LOOP_CHARS = 1000
 """Text parts longer than this are prepared (normalized, segmented) off the event loop."""
 
@@ -99,6 +104,7 @@ class Synthesizer:
         }
         """Silence while speech is held, per door."""
         self._pace = Pace()
+        self._by_sentence = playout.playout_sentences
 
     def resolve_voice(self, name: str | None) -> Voice:
         """Return the named voice, or the default voice when no name is given."""
@@ -160,13 +166,15 @@ class Synthesizer:
         coming: a door sends its start then) until the rest will not run dry (playout/).
         """
         report = Report(voice.name, door, self.metrics)
+        plan = self._sentence_plan(voice, speed)
         progress = Progress(
             speed=speed,
             seconds_per_char=self._pace.of(voice.name),
             remembered=self._pool.expected_rate(voice.name),
+            lead=plan.lead if plan is not None else None,
         )
         gate = Gate(self._policy, progress, keep_alive=self._keep_alive.get(door))
-        made = self._made(parts, voice, speed, sampling, progress)
+        made = self._made(parts, voice, speed, sampling, progress, plan)
         # NOTE: every nested generator is closed explicitly (aclosing), so a listener that
         # stops closes the upstream requests at once rather than when garbage is collected.
         async with contextlib.aclosing(gate.run(made)) as released:
@@ -176,6 +184,24 @@ class Synthesizer:
                 yield samples
         report.log(gate.outcome)
 
+    def _sentence_plan(self, voice: Voice, speed: float) -> SentencePlan | None:
+        """Return a sentence plan when this answer's server is measured below real time.
+
+        NOTE: issue 29: below real time, one request per sentence, sent by a plan for the
+        server's batch, speaks several times sooner than one request per 600 characters.
+        At or above real time (or not measured yet) the answer goes as before: packed
+        segments (longer text, better prosody; nothing is held anyway).
+        """
+        if self._policy is None or not self._by_sentence:
+            return None
+        upstream = self._pool.choose(voice.name)
+        measured = upstream.rates_at() if upstream is not None else {}
+        if upstream is None or not measured:
+            return None
+        if server_rates(measured, 1)[0] / speed >= self._policy.fast:
+            return None
+        return SentencePlan(upstream, speed, self.speech.segment_pause_ms / 1000)
+
     async def _made(
         self,
         parts: AsyncIterable[Part] | Iterable[Part],
@@ -183,12 +209,13 @@ class Synthesizer:
         speed: float,
         sampling: Sampling,
         progress: Progress,
+        plan: SentencePlan | None,
     ) -> AsyncGenerator[np.ndarray, None]:
         """Hold a slot and make the PCM: segments, tempo and level, a failure after the tail."""
         playback = Playback()
         tempo = TempoChanger(speed)
         level = LevelControl(self.speech.output_gain_db, self.speech.output_limiter)
-        pcm = self._pcm(_aiter(parts), voice, sampling, playback, progress)
+        pcm = self._pcm(_aiter(parts), voice, sampling, playback, progress, plan)
         async with self.slot(), contextlib.aclosing(pcm):
             failure: Exception | None = None
             try:
@@ -215,29 +242,32 @@ class Synthesizer:
         sampling: Sampling,
         playback: Playback,
         progress: Progress,
+        plan: SentencePlan | None,
     ) -> AsyncGenerator[np.ndarray, None]:
-        """Speak segments in order while up to `lookahead` later ones already generate."""
-        feeds: asyncio.Queue[object] = asyncio.Queue()
-        window = asyncio.Semaphore(1 + self.speech.lookahead_segments)
-        feeder = asyncio.create_task(self._feed(parts, voice, sampling, feeds, window, progress))
+        """Speak segments in order while later ones already generate (lookahead or plan)."""
+        feeds: asyncio.Queue[_Item] = asyncio.Queue()
+        lookahead = self.speech.lookahead_segments
+        starter = Starter(self._pool, voice, sampling, progress, lookahead, plan)
+        feeder = asyncio.create_task(self._feed(parts, voice, feeds, starter))
         spoken = False
         try:
-            while (item := await feeds.get()) is not _END:
-                if isinstance(item, BaseException):
+            while (item := await feeds.get()) is not None:
+                if isinstance(item, Exception):
                     raise item
                 if isinstance(item, Pause):
                     yield silence(item.seconds)
                     spoken = False  # an explicit break replaces the pause between segments
                     continue
-                assert isinstance(item, TokenFeed)
                 if spoken and self.speech.segment_pause_ms:
                     yield silence(self.speech.segment_pause_ms / 1000)
                 progress.segment += 1
+                if plan is not None and item.index is not None:
+                    plan.heard = item.index
                 async with contextlib.aclosing(self._speak(item, playback, voice)) as segment:
                     async for samples in segment:
                         yield samples
                 spoken = True
-                window.release()
+                starter.spoken()
         finally:
             feeder.cancel()
             # asyncio.wait re-raises our own cancellation, never the feeder's: a suppress()
@@ -253,33 +283,30 @@ class Synthesizer:
         self,
         parts: AsyncIterator[Part],
         voice: Voice,
-        sampling: Sampling,
-        feeds: asyncio.Queue[object],
-        window: asyncio.Semaphore,
-        progress: Progress,
+        feeds: asyncio.Queue[_Item],
+        starter: Starter,
     ) -> None:
-        """Start each segment's upstream request as soon as the lookahead window allows."""
+        """Start each segment's upstream request when the lookahead window or plan allows."""
         try:
             async for part in parts:
                 if isinstance(part, Pause):
                     feeds.put_nowait(part)
                     continue
-                segments = await self._segments(part, voice.language)
-                progress.chars += sum(len(s) for s in segments)  # the length estimate's base
+                segments = await self._segments(part, voice.language, starter.by_sentence)
+                starter.progress.chars += sum(len(s) for s in segments)  # the length estimate
                 for segment in segments:
-                    await window.acquire()
-                    stream = self._pool.stream(voice.name, segment, sampling)
-                    feeds.put_nowait(TokenFeed(stream, len(segment), progress.arrived))
-            feeds.put_nowait(_END)
+                    feeds.put_nowait(await starter.start(segment, self._pace.of(voice.name)))
+            feeds.put_nowait(None)
         except Exception as err:  # reaches the consumer in order, after earlier audio
             feeds.put_nowait(err)
 
-    async def _segments(self, text: str, language: str) -> list[str]:
+    async def _segments(self, text: str, language: str, by_sentence: bool) -> list[str]:
         """Prepare one part for the model; a long one off the loop (~20 ms per 1,000 digits)."""
         limit = self.speech.segment_max_chars
+        split = self.text.sentences if by_sentence else self.text.segments
         if len(text) <= OFF_LOOP_CHARS:
-            return self.text.segments(text, language, limit)
-        return await asyncio.to_thread(self.text.segments, text, language, limit)
+            return split(text, language, limit)
+        return await asyncio.to_thread(split, text, language, limit)
 
     async def _speak(
         self, feed: TokenFeed, playback: Playback, voice: Voice

@@ -7,7 +7,7 @@ import logging
 from .cleaning import clean_text
 from .lexicon import Lexicon, LexiconError
 from .normalize import NormalizeOptions, normalize
-from .segments import split_segments
+from .segments import split_segments, split_sentence_requests
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -29,6 +29,10 @@ class TextPipeline:
     def segments(self, text: str, language: str, max_chars: int) -> list[str]:
         """Return the spoken form of a text part in segments of at most max_chars."""
         return split_segments(self.spoken(text, language), max_chars)
+
+    def sentences(self, text: str, language: str, max_chars: int) -> list[str]:
+        """Return the spoken form of a text part as one request per sentence (issue 29)."""
+        return split_sentence_requests(self.spoken(text, language), max_chars)
 
     def reload_lexicon(self) -> bool:
         """Read the lexicon file again; on an error keep the current one and log why."""

@@ -25,6 +25,36 @@ def split_segments(text: str, max_chars: int) -> list[str]:
     return segments
 
 
+SHORT_SENTENCE_CHARS = 24
+"""A sentence shorter than this ("Okay.", "Done!") shares a request with a neighbour: a request
+of its own costs a slot and a prompt for a second of speech. It joins the one before it, or the
+one after it when the one before is the first (joining the first would delay the first audio)."""
+
+
+def split_sentence_requests(text: str, max_chars: int) -> list[str]:
+    """Split text into one request per sentence (issue 29), short ones joined to a neighbour.
+
+    Below real time each request generates while the ones before it play; a sentence over
+    max_chars is cut as split_segments cuts it.
+    """
+    requests: list[str] = []
+    carried = ""  # a short sentence waiting to ride with the next one
+    for sentence in split_sentences(text):
+        for piece in _split_long(sentence, max_chars):
+            if carried and len(carried) + 1 + len(piece) <= max_chars:
+                piece = f"{carried} {piece}"
+            elif carried:
+                requests.append(carried)
+            carried = ""
+            if len(piece) >= SHORT_SENTENCE_CHARS or not requests:
+                requests.append(piece)
+            elif len(requests) > 1 and len(requests[-1]) + 1 + len(piece) <= max_chars:
+                requests[-1] = f"{requests[-1]} {piece}"
+            else:
+                carried = piece
+    return [*requests, carried] if carried else requests
+
+
 def _split_long(sentence: str, max_chars: int) -> list[str]:
     """Split an over-long sentence at clause punctuation, then at spaces, never in a tag."""
     if len(sentence) <= max_chars:

@@ -55,6 +55,11 @@ class Upstream:
         self.rate.add(*measured)
         self.rate_at.setdefault(max(1, running), RollingRate()).add(*measured)
 
+    def rates_at(self) -> dict[int, float]:
+        """Return its measured per-request real-time factor by requests in flight."""
+        rates = {k: r.real_time_factor() for k, r in self.rate_at.items()}
+        return {k: r for k, r in rates.items() if r is not None}
+
     @property
     def url(self) -> str:
         """Return the endpoint URL without credentials (messages, logs and /health name it)."""
@@ -111,6 +116,14 @@ class UpstreamPool:
         # Every server failed lately: try the one whose cooldown ends first.
         return min(fresh, key=lambda u: u.failed_until)
 
+    def choose(self, voice: str) -> Upstream | None:
+        """Return the server the next request for voice would go to (None: none speaks it).
+
+        An answer's sentence requests are planned for one server's batch (issue 29): they
+        go there (`stream(prefer=...)`) while it is healthy.
+        """
+        return self._pick(voice, [])
+
     def expected_rate(self, voice: str) -> float | None:
         """Return the real-time factor of the server the next request for voice would go to."""
         upstream = self._pick(voice, [])
@@ -150,14 +163,23 @@ class UpstreamPool:
         return upstream.failed_until > self._clock()
 
     async def stream(
-        self, voice: str, text: str, sampling: Sampling = DEFAULT_SAMPLING
+        self,
+        voice: str,
+        text: str,
+        sampling: Sampling = DEFAULT_SAMPLING,
+        prefer: Upstream | None = None,
     ) -> AsyncGenerator[Piece, None]:
-        """Yield the parsed pieces for voice and text; retry once if no audio came yet."""
+        """Yield the parsed pieces for voice and text; retry once if no audio came yet.
+
+        `prefer`: the server to try first while it is not cooling down (an answer's plan).
+        """
         if self._session is None:
             raise RuntimeError("upstream pool is not started")
         tried: list[Upstream] = []
         while True:
             upstream = self._pick(voice, tried)
+            if not tried and prefer is not None and not self.cooling_down(prefer):
+                upstream = prefer
             if upstream is None:
                 raise UpstreamError(f"no LLM server is configured for voice '{voice}'")
             tried.append(upstream)
