@@ -159,19 +159,19 @@ def tokens_sent(llm: OrpheusStandIn, tag: str) -> int:
     return record.tokens_sent if record else 0
 
 
-async def wyoming_synthesize(llm: OrpheusStandIn, port: int, tag: str) -> Listen:
+async def wyoming_synthesize(llm: OrpheusStandIn, port: int, tag: str, text: str = TEXT) -> Listen:
     client = AsyncTcpClient("127.0.0.1", port)
     await client.connect()
     listen = Listen(time.monotonic())
-    await client.write_event(Synthesize(text=TEXT.format(tag=tag)).event())
+    await client.write_event(Synthesize(text=text.format(tag=tag)).event())
     await _read_audio(client, listen, llm, tag)
     await client.disconnect()
     return listen
 
 
-async def wyoming_stream(llm: OrpheusStandIn, port: int, tag: str) -> Listen:
+async def wyoming_stream(llm: OrpheusStandIn, port: int, tag: str, text: str = TEXT) -> Listen:
     """Streamed text as an LLM answer arrives; first audio counts from the first sentence."""
-    text = TEXT.format(tag=tag)
+    text = text.format(tag=tag)
     first_sentence_end = text.index(". ") + 1
     client = AsyncTcpClient("127.0.0.1", port)
     await client.connect()
@@ -214,8 +214,8 @@ async def _read_audio(
             raise RuntimeError(f"the server answered an error: {event.data}")
 
 
-async def http_speech(llm: OrpheusStandIn, url: str, tag: str) -> Listen:
-    body = {"input": TEXT.format(tag=tag), "voice": "tara", "response_format": "pcm"}
+async def http_speech(llm: OrpheusStandIn, url: str, tag: str, text: str = TEXT) -> Listen:
+    body = {"input": text.format(tag=tag), "voice": "tara", "response_format": "pcm"}
     async with aiohttp.ClientSession() as session:
         listen = Listen(time.monotonic())
         async with session.post(url + "/v1/audio/speech", json=body) as response:

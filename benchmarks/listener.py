@@ -69,29 +69,48 @@ class Listen:
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
     def dry_seconds(self, prebuffer: float) -> float:
-        """Seconds a player that starts `prebuffer` s after the first chunk sits silent (gaps)."""
-        if not self.chunks:
-            return 0.0
-        runs_out, dry = self.chunks[0][0] + prebuffer, 0.0
-        for arrival, samples in self.chunks:
-            if arrival > runs_out:
-                dry += arrival - runs_out
-                runs_out = arrival  # it plays again as soon as audio is there
-            runs_out += samples / SAMPLE_RATE
-        return dry
+        """Seconds a player that starts `prebuffer` s after the first bytes sits silent (gaps)
+        once speech is heard (keep-alive silence before it is heard as the same wait)."""
+        return self.played(prebuffer).dry
 
     def underruns(self, prebuffer: float) -> int:
-        """Count the times a player that starts `prebuffer` s after the first chunk runs dry."""
+        """Count the times a player that starts `prebuffer` s after the first bytes runs dry
+        once speech is heard."""
+        return self.played(prebuffer).underruns
+
+    def heard_speech(self, prebuffer: float) -> float:
+        """Seconds from the request to when that player plays the first speech.
+
+        Keep-alive silence sent ahead of real time is played first: speech that came early
+        is heard after it.
+        """
+        return self.played(prebuffer).speech - self.asked
+
+    def played(self, prebuffer: float) -> Played:
+        """Play the line as a player that starts `prebuffer` s after its first bytes does."""
+        line = self.silence + self.chunks  # the silence all came before the first speech
         if not self.chunks:
-            return 0
-        runs_out = self.chunks[0][0] + prebuffer
-        count = 0
-        for arrival, samples in self.chunks:
+            return Played(0.0, 0.0, 0)
+        runs_out, played = line[0][0] + prebuffer, Played(0.0, 0.0, 0)
+        for index, (arrival, samples) in enumerate(line):
             if arrival > runs_out:
-                count += 1
+                if index > len(self.silence):  # a gap in speech, not in the wait before it
+                    played.dry += arrival - runs_out
+                    played.underruns += 1
                 runs_out = arrival  # it plays again as soon as audio is there
+            if index == len(self.silence):
+                played.speech = runs_out
             runs_out += samples / SAMPLE_RATE
-        return count
+        return played
+
+
+@dataclass
+class Played:
+    """What a player heard: when speech began, and the gaps in it."""
+
+    speech: float
+    dry: float
+    underruns: int
 
 
 def percentile(values: list[float], q: float) -> float:

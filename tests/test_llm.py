@@ -324,3 +324,26 @@ async def test_the_per_request_rate_is_remembered_by_how_many_requests_ran_at_on
     assert rates[1] == pytest.approx(batching.per_request(1), rel=0.25)
     assert rates[3] == pytest.approx(batching.per_request(3), rel=0.25)  # 400 x 2.1 / 3
     assert rates[3] < rates[1]
+
+
+async def test_a_request_that_ran_alone_then_beside_another_counts_at_each(
+    make_settings, pool_factory
+) -> None:
+    # The second request starts when the first is half done: each ran at two loads. A mean
+    # over the whole generation would put ~1.5x the 2-request rate at 1 or 2 (issue 29).
+    batching = Batching(300.0)
+    server = OrpheusStandIn(Behaviour(batching=batching, frames_per_char=2.0))
+    await server.start()
+    try:
+        pool = pool_factory(with_upstreams(make_settings, UpstreamSettings(server.base_url)))
+        first = asyncio.create_task(collect(pool))
+        while not server.requests or server.requests[0].tokens_sent < 150:
+            await asyncio.sleep(0.01)
+        await asyncio.gather(first, collect(pool))
+    finally:
+        await server.stop()
+    (upstream,) = pool.upstreams
+    rates = {k: r.tokens_per_second() for k, r in upstream.rate_at.items()}
+    assert set(rates) == {1, 2}, rates
+    assert rates[1] == pytest.approx(batching.per_request(1), rel=0.1)
+    assert rates[2] == pytest.approx(batching.per_request(2), rel=0.1)  # 300 x 1.6 / 2

@@ -60,6 +60,10 @@ class Gate:
         """Return how playout went (nothing held with immediate playout)."""
         return Outcome() if self._holder is None else self._holder.outcome
 
+    def in_hand(self, now: float) -> float | None:
+        """Return the audio the listener has to play once speech went (None: not yet)."""
+        return None if self._holder is None else self._holder.in_hand(now)
+
     async def run(
         self, source: AsyncGenerator[np.ndarray, None]
     ) -> AsyncGenerator[np.ndarray, None]:

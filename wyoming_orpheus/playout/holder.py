@@ -97,6 +97,13 @@ class Holder(Generic[T]):
         )
         return [] if decision is None else self._release(now, decision)
 
+    def in_hand(self, now: float) -> float | None:
+        """Return the audio the listener has to play, held blocks included, once speech was
+        sent (None before: nothing plays yet)."""
+        if not self.listener.started:
+            return None
+        return self.listener.ahead(now) + sum(s for _, s in self._held)
+
     @property
     def _remaining(self) -> float:
         return self._progress.estimate(self._produced) - self._produced

@@ -178,16 +178,31 @@ class Plan:
     lead: float
 
 
-def plan(server: Server, jobs: list[Job], now: float, pause: float = 0.0, first: int = 0) -> Plan:
+def plan(
+    server: Server,
+    jobs: list[Job],
+    now: float,
+    pause: float = 0.0,
+    first: int = 0,
+    hand: float | None = None,
+) -> Plan:
     """Return start times that make the needed lead least (searched on a STEP grid).
 
     For a given lead W the jobs are placed in order, each at its earliest start that keeps
     every job before it within W (`_place`); the least W with a placement is bisected for.
+
+    `hand`: once the listener plays, the lead it has (less a margin). The jobs then start as
+    early as keeps every job before them within it: the slack goes to the later sentences.
+    Planned for the least lead instead, each new plan would spend it on starting them later
+    (each keeps the ones before it faster), and the listener's margin would be gone by the
+    time it reaches them.
     """
 
     def lead_of(starts: list[float | None]) -> float:
         return needed_lead(jobs, forecast(server, jobs, starts, now), now, pause, first)
 
+    if hand is not None and (placed := _place(server, jobs, now, pause, first, hand)):
+        return Plan(placed, lead_of(placed))
     eager = _place(server, jobs, now, pause, first, math.inf)  # everything at its earliest
     assert eager is not None
     best, best_lead = eager, lead_of(eager)

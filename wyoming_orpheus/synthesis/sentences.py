@@ -10,6 +10,7 @@ REPLAN seconds, from what the server's requests measured (the pool's per-concurr
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from ..playout.schedule import STEP, Job, Server, forecast, needed_lead, plan, s
 from ..upstream.pool import Upstream
 from ..upstream.tokens import Piece
 
+_LOGGER = logging.getLogger(__name__)
 REPLAN = 1.0
 """Longest time a waiting sentence goes without a fresh plan, in seconds."""
 LOOK_AGAIN = 0.25
@@ -32,12 +34,16 @@ class SentencePlan:
         upstream: Upstream,
         speed: float,
         pause: float,
+        margin: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.upstream = upstream
         self._speed = speed
         self._pause = pause
+        self._margin = margin
         self._clock = clock
+        self.hand: Callable[[float], float | None] = lambda now: None
+        """The audio the listener has in hand at a time, once it plays (the playout's)."""
         self.jobs: list[Job] = []
         self.heard = 0
         """The sentence the listener is at (the one being spoken)."""
@@ -86,10 +92,20 @@ class SentencePlan:
                 pass  # its time, or time to look again
         self.jobs[index].started = True
         self._changed_now()
+        _LOGGER.debug(
+            "Sentence %d sent (%.1f s of audio; %d of ours in flight, %d others)",
+            index,
+            self.jobs[index].length,
+            sum(1 for j in self.jobs if j.started and not j.ended),
+            self._server().others,
+        )
 
     def _plan(self, now: float) -> list[float | None]:
         """Plan again from now; return when each sentence not yet sent should be."""
-        planned = plan(self._server(), self.jobs, now, self._pause, self.heard)
+        hand = self.hand(now)
+        if hand is not None:
+            hand = max(0.0, hand - self._margin)
+        planned = plan(self._server(), self.jobs, now, self._pause, self.heard, hand)
         self._starts, self._planned_at = planned.starts, now
         return planned.starts
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 
 from ..playout.holder import Progress
 from ..upstream.completion import Sampling
@@ -32,20 +33,33 @@ class Starter:
         self._window = asyncio.Semaphore(1 + lookahead)
         """Segments spoken or generating at once, without a plan."""
         self._plan = plan
+        self._planned: deque[int] = deque()
+        """The plan's indices of the segments known and not yet started, in order."""
 
     @property
     def by_sentence(self) -> bool:
         """Tell whether each sentence is a request of its own (below real time)."""
         return self._plan is not None
 
-    async def start(self, segment: str, seconds_per_char: float) -> TokenFeed:
-        """Wait for the segment's turn and send its request."""
+    def known(self, segments: list[str], seconds_per_char: float) -> None:
+        """Tell the plan of segments as soon as their text is known, before any is started.
+
+        NOTE: issue 29: the plan must see every sentence it knows of: one that heard of a
+        sentence only when the one before it was sent promised a lead that the sentence it
+        had not seen then needed more of.
+        """
+        if self._plan is not None:
+            for segment in segments:
+                self._planned.append(self._plan.add(len(segment) * seconds_per_char))
+
+    async def start(self, segment: str) -> TokenFeed:
+        """Wait for the segment's turn and send its request (`known` told of it first)."""
         plan = self._plan
         if plan is None:
             await self._window.acquire()
             stream = self._pool.stream(self._voice.name, segment, self._sampling)
             return TokenFeed(stream, len(segment), self.progress.arrived)
-        index = plan.add(len(segment) * seconds_per_char)
+        index = self._planned.popleft()
         await plan.turn(index)
         stream = self._pool.stream(self._voice.name, segment, self._sampling, plan.upstream)
 

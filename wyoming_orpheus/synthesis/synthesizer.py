@@ -174,6 +174,8 @@ class Synthesizer:
             lead=plan.lead if plan is not None else None,
         )
         gate = Gate(self._policy, progress, keep_alive=self._keep_alive.get(door))
+        if plan is not None:
+            plan.hand = gate.in_hand
         made = self._made(parts, voice, speed, sampling, progress, plan)
         # NOTE: every nested generator is closed explicitly (aclosing), so a listener that
         # stops closes the upstream requests at once rather than when garbage is collected.
@@ -200,7 +202,8 @@ class Synthesizer:
             return None
         if server_rates(measured, 1)[0] / speed >= self._policy.fast:
             return None
-        return SentencePlan(upstream, speed, self.speech.segment_pause_ms / 1000)
+        pause = self.speech.segment_pause_ms / 1000
+        return SentencePlan(upstream, speed, pause, self._policy.margin)
 
     async def _made(
         self,
@@ -294,8 +297,9 @@ class Synthesizer:
                     continue
                 segments = await self._segments(part, voice.language, starter.by_sentence)
                 starter.progress.chars += sum(len(s) for s in segments)  # the length estimate
+                starter.known(segments, self._pace.of(voice.name))
                 for segment in segments:
-                    feeds.put_nowait(await starter.start(segment, self._pace.of(voice.name)))
+                    feeds.put_nowait(await starter.start(segment))
             feeds.put_nowait(None)
         except Exception as err:  # reaches the consumer in order, after earlier audio
             feeds.put_nowait(err)

@@ -24,7 +24,7 @@ from .completion import (
     shown_url,
     stream_completion,
 )
-from .rate import RateMeter, RollingRate
+from .rate import LoadMeter, RateMeter, RollingRate
 from .tokens import FrameParser, Piece
 
 _LOGGER = logging.getLogger(__name__)
@@ -50,10 +50,11 @@ class Upstream:
     """Its per-request rate by how many requests it ran at once (a batching server streams
     each slower and all together faster: issue 29), over the last requests at each."""
 
-    def record(self, measured: tuple[int, float], running: int) -> None:
-        """Remember one whole generation's rate, overall and at the requests it ran beside."""
+    def record(self, measured: tuple[int, float], by_load: dict[int, tuple[int, float]]) -> None:
+        """Remember one whole generation's rate, overall and at each load it ran at."""
         self.rate.add(*measured)
-        self.rate_at.setdefault(max(1, running), RollingRate()).add(*measured)
+        for load, part in by_load.items():
+            self.rate_at.setdefault(max(1, load), RollingRate()).add(*part)
 
     def rates_at(self) -> dict[int, float]:
         """Return its measured per-request real-time factor by requests in flight."""
@@ -155,7 +156,7 @@ class UpstreamPool:
         if (measured := timing.measured()) is None:
             return None
         if cut:
-            upstream.record(measured, upstream.in_flight + 1)
+            upstream.record(measured, {upstream.in_flight + 1: measured})
         return measured[0] / measured[1]
 
     def cooling_down(self, upstream: Upstream) -> bool:
@@ -224,8 +225,8 @@ class UpstreamPool:
         assert self._session is not None
         upstream.in_flight += 1
         timing = RateMeter()
+        loads = LoadMeter()  # by the requests in flight at each arrival, this one included
         parser = FrameParser()
-        beside: list[int] = []  # requests in flight at each arrival, this one included
         try:
             completion = stream_completion(
                 self._session,
@@ -240,8 +241,7 @@ class UpstreamPool:
                 async for arrived in texts:
                     piece = parser.parse(arrived, self._clock())
                     timing.add(piece.arrived, piece.tokens)
-                    if piece.tokens:
-                        beside.append(upstream.in_flight)
+                    loads.add(piece.arrived, piece.tokens, upstream.in_flight)
                     yield piece
         finally:
             upstream.in_flight -= 1
@@ -249,7 +249,7 @@ class UpstreamPool:
             yield last  # an incomplete last frame: counted where the pieces are read
         # Only a whole generation is measured: one cut short says little of the server's rate.
         if (measured := timing.measured()) is not None:
-            upstream.record(measured, round(sum(beside) / len(beside)))
+            upstream.record(measured, loads.measured())
 
 
 class _AudioStart:

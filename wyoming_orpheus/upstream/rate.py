@@ -74,6 +74,37 @@ class RateMeter:
         return min(overall, recent / REAL_TIME_TOKENS_PER_SECOND)
 
 
+class LoadMeter:
+    """One generation's tokens and time by how many requests its server ran at once.
+
+    A batching server streams each request at a rate that depends on the requests beside it
+    (issue 29). A whole generation's mean says little when the load changed during it (one
+    that ran alone, then beside another, is neither rate), so each interval between two
+    arrivals counts at its load; one where the load changed is left out.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[float, int] | None = None
+        self._by_load: dict[int, tuple[int, float]] = {}
+
+    def add(self, now: float, tokens: int, load: int) -> None:
+        """Record `tokens` audio tokens that arrived at `now` with `load` requests in flight."""
+        if tokens <= 0:
+            return
+        if self._last is not None and self._last[1] == load:  # the first arrival: the clock
+            counted, seconds = self._by_load.get(load, (0, 0.0))
+            self._by_load[load] = (counted + tokens, seconds + now - self._last[0])
+        self._last = (now, load)
+
+    def measured(self) -> dict[int, tuple[int, float]]:
+        """Return (tokens, seconds) by load, where enough came to tell."""
+        return {
+            load: (tokens, seconds)
+            for load, (tokens, seconds) in self._by_load.items()
+            if tokens >= MIN_TOKENS and seconds > 0
+        }
+
+
 class RollingRate:
     """An LLM server's tokens per second over its last REQUESTS_KEPT measured requests."""
 
