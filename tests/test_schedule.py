@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from tests.stand_ins.batching import Batching
 from wyoming_orpheus.format import REAL_TIME_TOKENS_PER_SECOND
 from wyoming_orpheus.playout.holder import Holder, Progress
+from wyoming_orpheus.playout.placement import plan
 from wyoming_orpheus.playout.rule import Policy
 from wyoming_orpheus.playout.schedule import (
     STEP,
@@ -26,7 +27,6 @@ from wyoming_orpheus.playout.schedule import (
     Server,
     forecast,
     needed_lead,
-    plan,
     server_rates,
 )
 

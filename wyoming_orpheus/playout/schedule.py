@@ -36,7 +36,10 @@ class Server:
     slots: int = 4
     """Requests it runs at once; one beyond waits for a slot."""
     others: int = 0
-    """Requests of other answers in flight there (they share the batch and the slots)."""
+    """Requests in flight there that no plan knows (they share the batch and the slots, and
+    are taken to run on throughout)."""
+    beside: tuple[Beside, ...] = ()
+    """Other answers' sentences there: they share the batch and the slots while they run."""
 
     def each(self, running: int) -> float:
         """Return each request's rate with `running` in flight (flat throughput beyond)."""
@@ -88,6 +91,26 @@ class Job:
         return 0.0 if self.ended else max(0.0, self.length - self.made)
 
 
+@dataclass(frozen=True)
+class Beside:
+    """Another answer on the same server, as this answer's plan sees it: its sentences run
+    in the same batch, and a plan places theirs and ours together (placement.py)."""
+
+    jobs: tuple[Job, ...]
+    """Its sentences, in this answer's output seconds."""
+    starts: tuple[float | None, ...]
+    """When it plans to send each (None: sent already, or not planned yet)."""
+    pause: float = 0.0
+    first: int = 0
+    """The sentence its listener is at."""
+    hear: float = 1.0
+    """Its listener's seconds per output second of this answer (the speeds' ratio)."""
+    hand: float | None = None
+    """The lead its listener has, less a margin, once it plays (None: not yet)."""
+    older: bool = True
+    """It came before this answer (the older is first in line for a slot on a tie)."""
+
+
 @dataclass
 class Track:
     """One job's progress in a forecast: (wall time, output seconds made) points."""
@@ -100,13 +123,19 @@ class Track:
 
 
 def forecast(
-    server: Server, jobs: list[Job], starts: list[float | None], now: float
+    server: Server,
+    jobs: list[Job] | tuple[Job, ...],
+    starts: list[float | None] | tuple[float | None, ...],
+    now: float,
+    priority: list[tuple[int, int]] | None = None,
 ) -> list[Track]:
     """Run the batching model forward: every job's progress from `now` on.
 
     `starts[i]` is when job i's request is sent (None: already started, or never). A job sent
-    while the slots are full waits for one; each running job makes `server.each(k)` seconds
-    per second with k in flight (the other answers' requests included).
+    while the slots are full waits for one (the first by `priority`, else in order); each
+    running job makes `server.each(k)` seconds per second with k in flight (`server.others`
+    included). The answers beside (`server.beside`) are not run here: placement.py runs
+    every answer's jobs as one list.
     """
     made = [j.made for j in jobs]
     tracks = [Track([(now, made[i])]) for i in range(len(jobs))]
@@ -117,6 +146,8 @@ def forecast(
     while (running or sent or waiting) and t < now + HORIZON:
         while sent and sent[0][0] <= t:
             waiting.append(sent.pop(0)[1])
+        if priority is not None:
+            waiting.sort(key=lambda i: priority[i])
         while waiting and len(running) + server.others < max(server.slots, 1):
             running.append(joined := waiting.pop(0))
             if tracks[joined].points[-1][0] < t:
@@ -137,7 +168,12 @@ def forecast(
 
 
 def job_leads(
-    jobs: list[Job], tracks: list[Track], now: float, pause: float = 0.0, first: int = 0
+    jobs: list[Job] | tuple[Job, ...],
+    tracks: list[Track],
+    now: float,
+    pause: float = 0.0,
+    first: int = 0,
+    hear: float = 1.0,
 ) -> list[float]:
     """Return, per job, the audio the listener must have in hand now for it to be in time.
 
@@ -145,7 +181,8 @@ def job_leads(
     it was made (its made audio is already in hand, or about to be), later ones whole, with
     `pause` seconds between. Audio at position p of what is still to hear must be made
     by then: lead >= (when it is made - now) - p, for every point of every forecast
-    (both sides are piecewise linear, so the points are enough).
+    (both sides are piecewise linear, so the points are enough). `hear`: the listener's
+    seconds per job second (an answer beside, at another speed).
     """
     leads = [0.0] * len(jobs)
     before = 0.0  # output seconds heard before job i's first sample, beyond what is in hand
@@ -157,9 +194,13 @@ def job_leads(
                 leads[i] = math.inf  # it would never be made
             else:
                 leads[i] = max(
-                    0.0, *((when - now) - (before + made - offset) for when, made in track.points)
+                    0.0,
+                    *(
+                        (when - now) - (before + (made - offset) * hear)
+                        for when, made in track.points
+                    ),
                 )
-        before += job.length - offset + pause
+        before += (job.length - offset) * hear + pause
     return leads
 
 
@@ -168,123 +209,3 @@ def needed_lead(
 ) -> float:
     """Return the audio the listener must have in hand now so that no job runs dry."""
     return max(job_leads(jobs, tracks, now, pause, first), default=0.0)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """When each job that has not started should, and the lead the listener then needs."""
-
-    starts: list[float | None]
-    lead: float
-
-
-def plan(
-    server: Server,
-    jobs: list[Job],
-    now: float,
-    pause: float = 0.0,
-    first: int = 0,
-    hand: float | None = None,
-) -> Plan:
-    """Return start times that make the needed lead least (searched on a STEP grid).
-
-    For a given lead W the jobs are placed in order, each at its earliest start that keeps
-    every job before it within W (`_place`); the least W with a placement is bisected for.
-
-    `hand`: once the listener plays, the lead it has (less a margin). The jobs then start as
-    early as keeps every job before them within it: the slack goes to the later sentences.
-    Planned for the least lead instead, each new plan would spend it on starting them later
-    (each keeps the ones before it faster), and the listener's margin would be gone by the
-    time it reaches them.
-    """
-
-    def lead_of(starts: list[float | None]) -> float:
-        return needed_lead(jobs, forecast(server, jobs, starts, now), now, pause, first)
-
-    if hand is not None and (placed := _place(server, jobs, now, pause, first, hand)):
-        return Plan(placed, lead_of(placed))
-    eager = _place(server, jobs, now, pause, first, math.inf)  # everything at its earliest
-    assert eager is not None
-    best, best_lead = eager, lead_of(eager)
-    low, high = 0.0, min(best_lead, HORIZON)
-    while high - low > STEP and any(not j.started and not j.ended for j in jobs):
-        mid = (low + high) / 2
-        placed = _place(server, jobs, now, pause, first, mid)
-        if placed is None:
-            low = mid
-            continue
-        high, lead = mid, lead_of(placed)
-        if lead <= best_lead + 1e-9:
-            best, best_lead = placed, lead
-    return Plan(best, best_lead)
-
-
-def _place(
-    server: Server, jobs: list[Job], now: float, pause: float, first: int, lead: float
-) -> list[float | None] | None:
-    """Place the pending jobs in order, each as early as `lead` allows; None: it cannot hold.
-
-    A job started earlier is better for itself and the jobs after it, worse for the jobs
-    before it (they share the batch longer): so each starts at the earliest time at which
-    every job before it still meets `lead`, and must meet it itself there.
-    """
-    starts: list[float | None] = [None] * len(jobs)
-    for i, job in enumerate(jobs):
-        if job.started or job.ended:
-            continue
-        starts[i] = max(now, job.arrives)
-        if math.isinf(lead):
-            continue
-        upto = jobs[: i + 1]
-        starts[i] = _earliest(server, upto, starts[: i + 1], i, now, pause, first, lead)
-        tracks = forecast(server, upto, starts[: i + 1], now)
-        if needed_lead(upto, tracks, now, pause, first) > lead + 1e-9:
-            return None
-    return starts
-
-
-def _earliest(
-    server: Server,
-    jobs: list[Job],
-    starts: list[float | None],
-    i: int,
-    now: float,
-    pause: float,
-    first: int,
-    lead: float,
-) -> float:
-    """Return the earliest start of job i (on the STEP grid) that keeps the jobs before it
-    within `lead` (once they all ended it slows none of them)."""
-    earliest = starts[i]
-    assert earliest is not None
-
-    def kind(start: float) -> bool:
-        trial = [*starts]
-        trial[i] = start
-        leads = job_leads(jobs, forecast(server, jobs, trial, now), now, pause, first)
-        return max(leads[:i], default=0.0) <= lead + 1e-9
-
-    if kind(earliest):
-        return earliest
-    before = forecast(server, jobs[:i], starts[:i], now)
-    high = max([earliest, *(t.finish() for t in before[first:i] if len(t.points) > 1)])
-    if math.isinf(high) or not kind(high):
-        return high  # they miss it however late this one starts: the caller finds out
-    low = earliest
-    while high - low > STEP:
-        mid = (low + high) / 2
-        low, high = (low, mid) if kind(mid) else (mid, high)
-    return high
-
-
-def _lead(
-    server: Server,
-    jobs: list[Job],
-    starts: list[float | None],
-    now: float,
-    pause: float,
-    first: int,
-    i: int,
-) -> float:
-    tracks = forecast(server, jobs, starts, now)
-    return job_leads(jobs, tracks, now, pause, first)[i]

@@ -105,6 +105,8 @@ class Synthesizer:
         """Silence while speech is held, per door."""
         self._pace = Pace()
         self._by_sentence = playout.playout_sentences
+        self._plans: list[SentencePlan] = []
+        """The answers now planned by sentence: each plans around the others on its server."""
 
     def resolve_voice(self, name: str | None) -> Voice:
         """Return the named voice, or the default voice when no name is given."""
@@ -177,13 +179,17 @@ class Synthesizer:
         if plan is not None:
             plan.hand = gate.in_hand
         made = self._made(parts, voice, speed, sampling, progress, plan)
-        # NOTE: every nested generator is closed explicitly (aclosing), so a listener that
-        # stops closes the upstream requests at once rather than when garbage is collected.
-        async with contextlib.aclosing(gate.run(made)) as released:
-            async for samples in released:
-                if len(samples) and not isinstance(samples, Silence):
-                    report.audio(len(samples))
-                yield samples
+        try:
+            # NOTE: every nested generator is closed explicitly (aclosing), so a listener that
+            # stops closes the upstream requests at once rather than when garbage is collected.
+            async with contextlib.aclosing(gate.run(made)) as released:
+                async for samples in released:
+                    if len(samples) and not isinstance(samples, Silence):
+                        report.audio(len(samples))
+                    yield samples
+        finally:
+            if plan is not None:
+                plan.close()
         report.log(gate.outcome)
 
     def _sentence_plan(self, voice: Voice, speed: float) -> SentencePlan | None:
@@ -203,7 +209,7 @@ class Synthesizer:
         if server_rates(measured, 1)[0] / speed >= self._policy.fast:
             return None
         pause = self.speech.segment_pause_ms / 1000
-        return SentencePlan(upstream, speed, pause, self._policy.margin)
+        return SentencePlan(upstream, speed, pause, self._policy.margin, self._plans)
 
     async def _made(
         self,
