@@ -12,7 +12,8 @@ Reported per row: when the first bytes came (keep-alive silence counts), when th
 speech bytes came, when a player that starts 0.3 s after its first bytes and never
 re-buffers plays the first speech (after the silence before it), the longest quiet on the
 line, the gaps that player hears in speech, and the least wait over sentence schedules on
-that server (brute force, one listener alone) beside the least wait of one request.
+that server (brute force; with two listeners, over schedules that treat them alike) beside
+the least wait of one request per answer (one listener alone).
 
     .venv/bin/python -m benchmarks.household [--rates 45 60 70 100] [--listeners 1 2]
 """
@@ -104,10 +105,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             batching = Batching(rate)
             llm.behaviour.batching = batching
             factor = rate / REAL_TIME_TOKENS_PER_SECOND
-            least = {
-                "least_sentences_s": batching.least_wait(lengths),
-                "least_one_request_s": least_wait(args.seconds, factor),
-            }
+            least = {n: batching.least_shared_wait(lengths, n) for n in args.listeners}
             for design, flags in DESIGNS.items():
                 server = Server(Path.cwd(), llm.base_url, snac, True, [*flags, *args.server_arg])
                 await server.start()
@@ -122,7 +120,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                             heard = row(await answer(client, listeners, run))
                             rows.append(
                                 {"rate": rate, "design": design, "door": door,
-                                 "listeners": listeners, **heard, **least}
+                                 "listeners": listeners, **heard,
+                                 "least_sentences_s": least[listeners],
+                                 "least_one_request_s": least_wait(args.seconds, factor)}
                             )  # fmt: skip
                             print_row(rows[-1])
                 finally:

@@ -347,3 +347,26 @@ async def test_a_request_that_ran_alone_then_beside_another_counts_at_each(
     assert set(rates) == {1, 2}, rates
     assert rates[1] == pytest.approx(batching.per_request(1), rel=0.1)
     assert rates[2] == pytest.approx(batching.per_request(2), rel=0.1)  # 300 x 1.6 / 2
+
+
+async def test_a_load_never_seen_before_is_known_while_its_requests_still_stream(
+    make_settings, pool_factory
+) -> None:
+    # A household's second listener puts its server at a load it never ran at: the plans
+    # must not wait for whole generations to end to learn its rate there (issue 29).
+    batching = Batching(200.0)
+    server = OrpheusStandIn(Behaviour(batching=batching, frames_per_char=3.0))
+    await server.start()
+    try:
+        pool = pool_factory(with_upstreams(make_settings, UpstreamSettings(server.base_url)))
+        (upstream,) = pool.upstreams
+        both = asyncio.gather(collect(pool), collect(pool))
+        async with asyncio.timeout(20):
+            while 2 not in upstream.rates_at():
+                await asyncio.sleep(0.05)
+        assert not any(r.finished for r in server.requests)  # learned while they stream
+        per_request = upstream.rates_at()[2] * 82.03
+        await both
+    finally:
+        await server.stop()
+    assert per_request == pytest.approx(batching.per_request(2), rel=0.15)

@@ -42,9 +42,10 @@ from tests.stand_ins.hub import HubStandIn
 from tests.stand_ins.tiny_orpheus_gguf import write_tiny_orpheus
 from tests.test_zeroconf import browse
 from tests.wyoming_client import read_reply
+from wyoming_orpheus.config import Settings
 from wyoming_orpheus.decode.snac import SNAC_FILES
 from wyoming_orpheus.managed.binary import gpu_unused
-from wyoming_orpheus.managed.server import Sizing, build_command
+from wyoming_orpheus.managed.server import ManagedLlamaServer, Sizing, build_command, size_for
 
 pytestmark = pytest.mark.slow  # real processes: llama-server, the server itself
 
@@ -448,3 +449,16 @@ def test_batching_options_are_passed_only_when_listed_and_not_chosen_by_the_user
     assert "-kvu" not in older and "-bs" not in older  # an older build does not know them
     chosen = build_command(Path("llama-server"), Path("m.gguf"), 1, sizing, ["-no-kvu"], listed)
     assert "-kvu" not in chosen and chosen[-1] == "-no-kvu" and "-bs" in chosen
+
+
+def test_llama_server_gets_slots_for_sentence_requests_and_the_plans_know_them() -> None:
+    # Issue 29: below real time an answer's sentences generate side by side; one synthesis
+    # without lookahead would have sized llama-server to a single slot.
+    settings = Settings.of(lookahead_segments=0)
+    assert size_for(settings, 1, gpu=False).parallel == 4
+    assert size_for(settings.but(playout_sentences=False), 1, gpu=False).parallel == 1
+    assert size_for(settings, 6, gpu=False).parallel == 6
+    sizing = size_for(settings, 1, gpu=False)
+    assert ManagedLlamaServer([]).slots(sizing) == 4
+    assert ManagedLlamaServer(["-np", "2"]).slots(sizing) == 2  # the user's -np wins
+    assert ManagedLlamaServer(["--parallel=8"]).slots(sizing) == 8

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -252,13 +253,16 @@ def test_keep_alive_fills_the_wait_the_rule_wants_and_never_more() -> None:
     wanted = least_wait(200 * FRAME, 0.8) + POLICY.margin  # ~4.8 s
     assert holder.wanted_wait(0.0) == pytest.approx(wanted)
     first = holder.silence(0.0, True, KEEP)
-    assert first == pytest.approx(min(wanted, KEEP.ahead))
+    # The wait but its margin: the margin is held as speech (silence cannot be taken back).
+    assert first == pytest.approx(min(wanted - POLICY.margin, KEEP.ahead))
     holder.listener.send(0.0, first, speech=False)
     # The listener holds what the rule wants: later, only what it played since is topped up.
     assert holder.silence(0.0, False, KEEP) == pytest.approx(0.0, abs=1e-9)
     assert holder.silence(0.1, False, KEEP) == pytest.approx(0.1)
-    # Speech that comes now is released at once: the silence was the wait.
-    assert holder.offer(0.0, 1, FRAME, 1) == [1]
+    # Speech goes once the margin of it is held: the silence was the rest of the wait.
+    released = [holder.offer(0.0, i, FRAME, 1) for i in range(math.ceil(POLICY.margin / FRAME))]
+    assert released[0] == []  # one frame is less than the margin
+    assert [i for out in released for i in out] == list(range(len(released)))  # all of it
     assert holder.listener.gaps == 0.0 and holder.listener.silence == pytest.approx(first)
     # Speech flows: no silence is ever put into it.
     assert holder.silence(5.0, True, KEEP) == 0.0
@@ -270,6 +274,16 @@ def test_keep_alive_runs_ahead_at_most_its_bound_and_tops_up_as_time_passes() ->
     assert first == pytest.approx(KEEP.ahead)
     holder.listener.send(0.0, first, speech=False)
     assert holder.silence(0.5, True, KEEP) == pytest.approx(0.5)  # what was played since
+
+
+def test_keep_alive_silence_ahead_ramps_up_from_the_request() -> None:
+    # 3 s ahead per second since the request: HA's converter has its ~4.5 s by 1.5 s, and
+    # an early estimate is not sent all at once.
+    holder = held_request(remembered=0.4, chars=400)
+    assert holder.silence(0.25, True, KEEP, elapsed=0.25) == pytest.approx(0.75)
+    holder.listener.send(0.25, 0.75, speech=False)
+    assert holder.silence(1.5, True, KEEP, elapsed=1.5) == pytest.approx(4.5)  # it played out
+    assert holder.silence(9.0, True, KEEP, elapsed=9.0) <= KEEP.ahead
 
 
 def test_with_no_rate_to_go_by_keep_alive_sends_the_least_block_when_due() -> None:

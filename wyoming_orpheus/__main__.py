@@ -103,8 +103,10 @@ async def _start_managed(
     facts, tier = hardware
     # The build's own device list when it has one; else what PyTorch sees.
     gpu = bool(managed.gpus) if managed.gpus is not None else facts.kind != "cpu"
-    managed.start(model, size_for(settings, tier.max_concurrent, gpu=gpu))
-    return settings.but(upstreams=(UpstreamSettings(managed.url),))
+    sizing = size_for(settings, tier.max_concurrent, gpu=gpu)
+    managed.start(model, sizing)
+    # The sentence plans know the server's slots (issue 29): ours, or the user's -np.
+    return settings.but(upstreams=(UpstreamSettings(managed.url, slots=managed.slots(sizing)),))
 
 
 def _in_daemon_thread(function: Callable[..., T], *args: Any) -> asyncio.Future[T]:

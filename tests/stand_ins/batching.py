@@ -66,6 +66,28 @@ class Batching:
             best = min(best, needed_lead(jobs, tracks, 0.0))
         return best
 
+    def least_shared_wait(self, lengths: list[float], listeners: int) -> float:
+        """Return the least lead over schedules that treat `listeners` answers alike, all
+        asked at once (every answer's k-th sentence sent at the same time, the older answer
+        first in line for a slot): brute force on a 0.5 s grid."""
+        server = self.server()
+        grid = [i * 0.5 for i in range(int(2 * sum(lengths) / server.rates[0]) + 2)][:40]
+        best = math.inf
+        for later in itertools.combinations_with_replacement(grid, len(lengths) - 1):
+            jobs = [Job(length) for _ in range(listeners) for length in lengths]
+            starts: list[float | None] = [0.0, *later] * listeners
+            order = [(k, a) for a in range(listeners) for k in range(len(lengths))]
+            tracks = forecast(server, jobs, starts, 0.0, order)
+            n = len(lengths)
+            best = min(
+                best,
+                max(
+                    needed_lead(jobs[a * n : a * n + n], tracks[a * n : a * n + n], 0.0)
+                    for a in range(listeners)
+                ),
+            )
+        return best
+
 
 @dataclass(eq=False)
 class Lane:

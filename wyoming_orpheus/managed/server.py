@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from ..config import ALL_GPU_LAYERS, ManagedSettings, Settings
+from ..config import ALL_GPU_LAYERS, ManagedSettings, Settings, UpstreamSettings
 from ..upstream.completion import UpstreamBroken, UpstreamError, UpstreamUnreachable, max_tokens_for
 from .binary import (
     HOST,
@@ -71,6 +71,10 @@ leaves room for a long one), and sampling on the GPU backend. Each is passed onl
 binary's --help lists it and the user did not pass it (or its negation) themselves."""
 
 
+SENTENCE_SLOTS = UpstreamSettings.slots
+"""Slots for an answer's sentence requests side by side (the upstream `slots` default)."""
+
+
 @dataclass(frozen=True)
 class Sizing:
     """How many requests llama-server runs at once, and the context each one needs."""
@@ -89,6 +93,10 @@ def size_for(settings: Settings, max_concurrent: int, gpu: bool) -> Sizing:
     """Size the slots and context from what one synthesis may ask of the LLM at once."""
     # Each synthesis streams one segment and starts the next ones ahead (lookahead).
     parallel = max_concurrent * (1 + settings.speech.lookahead_segments)
+    if settings.playout.playout == "adaptive" and settings.playout.playout_sentences:
+        # Below real time an answer's sentences generate side by side (issue 29): as many
+        # at once as the plans expect of an upstream by default, llama-server's own default.
+        parallel = max(parallel, SENTENCE_SLOTS)
     longest = settings.speech.segment_max_chars
     generated = max_tokens_for("x" * longest, settings.sampling.max_tokens)
     per_slot = generated + longest + PROMPT_TOKENS_OVERHEAD
@@ -231,6 +239,15 @@ class ManagedLlamaServer:
     def running(self) -> bool:
         """Tell whether llama-server is up and answered its health check."""
         return self.state == "running"
+
+    def slots(self, sizing: Sizing) -> int:
+        """Return the requests llama-server runs at once: ours, or the user's `-np`."""
+        for index, arg in enumerate(self._extra):
+            name, _, value = arg.partition("=")
+            if name in _SIZING["parallel"]:
+                value = value or (self._extra[index + 1] if index + 1 < len(self._extra) else "")
+                return int(value) if value.isdigit() and int(value) > 0 else sizing.parallel
+        return sizing.parallel
 
     def start(self, model: Path, sizing: Sizing) -> None:
         """Start llama-server and keep it running until stop()."""

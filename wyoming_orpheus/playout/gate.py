@@ -143,7 +143,7 @@ class Gate:
         # Woken for it: the first bytes are due, or the line was quiet `every` seconds (a
         # timer may fire a hair early: that is not a reason to wait one more round).
         due = line.last_bytes is None or now - line.last_bytes >= self._keep_alive.every * 0.98
-        seconds = holder.silence(now, due, self._keep_alive)
+        seconds = holder.silence(now, due, self._keep_alive, now - line.opened)
         if seconds <= 0:
             return []
         block = silence_block(seconds, self._keep_alive)

@@ -129,18 +129,26 @@ class Holder(Generic[T]):
         need = min(need, self.policy.max_hold) + self.policy.margin  # inf: never made
         return max(0.0, need - self.listener.ahead(now) - held)
 
-    def silence(self, now: float, due: bool, keep_alive: KeepAlive) -> float:
+    def silence(
+        self, now: float, due: bool, keep_alive: KeepAlive, elapsed: float | None = None
+    ) -> float:
         """Return the seconds of silence to send now while speech is held (0: none).
 
-        Up to the wait the rule still wants, at most `keep_alive.ahead` in the listener's
-        hand: it hears the same wait, and never more than the rule would have held. When
+        Up to the wait the rule still wants (its margin apart), at most `keep_alive.ahead` in
+        the listener's hand: it hears the same wait, and never more than the rule would have
+        held. When
         nothing is wanted or known, a minimal block when bytes are `due` (the line quiet for
         `keep_alive.every` seconds), so a satellite is never left without bytes.
         """
         if self.listener.started and not self.holding:
             return 0.0  # speech flows: what keeps the line busy is the speech
-        room = keep_alive.ahead - self.listener.ahead(now)
-        fill = min(self.wanted_wait(now), room)
+        most = keep_alive.ahead
+        if elapsed is not None:  # seconds since the request: the silence ahead ramps up
+            most = min(most, keep_alive.ramp * elapsed)
+        room = most - self.listener.ahead(now)
+        # The margin is left to held speech: sent as silence it could not be taken back if
+        # the wait the rule expects shrinks (a server faster than its estimate).
+        fill = min(self.wanted_wait(now) - self.policy.margin, room)
         if due:
             fill = max(fill, keep_alive.least)
         return max(0.0, fill)

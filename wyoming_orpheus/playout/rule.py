@@ -62,6 +62,10 @@ class KeepAlive:
     """Longest quiet on the line while speech is held (well under 1 s)."""
     ahead: float = 5.0
     """Most silence in the listener's hand (past the ~4.5 s HA's converter reads first)."""
+    ramp: float = 3.0
+    """Most silence ahead per second since the request: HA's converter has its ~4.5 s by
+    1.5 s, and the wait is not sent at once from the first estimate (the rate at a load
+    never seen before is measured within a second or two of running at it)."""
     least: float = 1024 / SAMPLE_RATE
     """The smallest keep-alive: one 1024-sample Wyoming chunk (~43 ms); silence goes in
     whole such blocks, so the Wyoming door sends it at once, never held in a part chunk."""

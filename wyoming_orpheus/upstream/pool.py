@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from ..config import LlmSettings, RequestSettings, SamplingSettings, UpstreamSettings
+from ..format import REAL_TIME_TOKENS_PER_SECOND
 from ..voices import voices_for_binding
 from .completion import (
     DEFAULT_SAMPLING,
@@ -56,10 +57,23 @@ class Upstream:
         for load, part in by_load.items():
             self.rate_at.setdefault(max(1, load), RollingRate()).add(*part)
 
+    running: list[LoadMeter] = field(default_factory=list)
+    """The generations streaming now, measured as they go."""
+
     def rates_at(self) -> dict[int, float]:
-        """Return its measured per-request real-time factor by requests in flight."""
-        rates = {k: r.real_time_factor() for k, r in self.rate_at.items()}
-        return {k: r for k, r in rates.items() if r is not None}
+        """Return its measured per-request real-time factor by requests in flight: the last
+        whole generations at each load, and what the ones streaming now measured so far (a
+        load never seen before is known within a second or two of running at it)."""
+        sums = {k: r.sums() for k, r in self.rate_at.items()}
+        for meter in self.running:
+            for k, (tokens, seconds) in meter.measured().items():
+                known = sums.get(k, (0, 0.0))
+                sums[k] = (known[0] + tokens, known[1] + seconds)
+        return {
+            k: tokens / seconds / REAL_TIME_TOKENS_PER_SECOND
+            for k, (tokens, seconds) in sums.items()
+            if seconds > 0
+        }
 
     @property
     def url(self) -> str:
@@ -226,6 +240,7 @@ class UpstreamPool:
         upstream.in_flight += 1
         timing = RateMeter()
         loads = LoadMeter()  # by the requests in flight at each arrival, this one included
+        upstream.running.append(loads)
         parser = FrameParser()
         try:
             completion = stream_completion(
@@ -245,6 +260,7 @@ class UpstreamPool:
                     yield piece
         finally:
             upstream.in_flight -= 1
+            upstream.running.remove(loads)
         if (last := parser.close(self._clock())).found.dropped_tokens:
             yield last  # an incomplete last frame: counted where the pieces are read
         # Only a whole generation is measured: one cut short says little of the server's rate.

@@ -115,10 +115,14 @@ class RollingRate:
         """Record one request's generation."""
         self._runs.append((tokens, seconds))
 
+    def sums(self) -> tuple[int, float]:
+        """Return the tokens and seconds of the requests kept."""
+        return sum(t for t, _ in self._runs), sum(s for _, s in self._runs)
+
     def tokens_per_second(self) -> float | None:
         """Return the rate, or None before any request was measured."""
-        seconds = sum(s for _, s in self._runs)
-        return sum(t for t, _ in self._runs) / seconds if seconds > 0 else None
+        tokens, seconds = self.sums()
+        return tokens / seconds if seconds > 0 else None
 
     def real_time_factor(self) -> float | None:
         """Return audio seconds made per wall second (1.0: exactly real time)."""
