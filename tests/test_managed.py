@@ -45,7 +45,8 @@ from tests.wyoming_client import read_reply
 from wyoming_orpheus.config import Settings
 from wyoming_orpheus.decode.snac import SNAC_FILES
 from wyoming_orpheus.managed.binary import gpu_unused
-from wyoming_orpheus.managed.server import ManagedLlamaServer, Sizing, build_command, size_for
+from wyoming_orpheus.managed.server import ManagedLlamaServer
+from wyoming_orpheus.managed.sizing import Sizing, build_command, size_for
 
 pytestmark = pytest.mark.slow  # real processes: llama-server, the server itself
 

@@ -22,7 +22,8 @@ from .fetch.hub import HubError, fetch_gguf, parse_gguf_spec
 from .fetch.progress import Downloads
 from .fetch.release import ReleaseError, fetch_for_host
 from .http_api import HttpServer, HttpState
-from .managed.server import ManagedLlamaServer, size_for
+from .managed.server import ManagedLlamaServer
+from .managed.sizing import size_for
 from .wyoming_server.discovery import Advertiser
 from .wyoming_server.handler import build_info
 from .wyoming_server.listener import WyomingServer
