@@ -86,6 +86,11 @@ class Holder(Generic[T]):
         self._held.append((block, seconds))
         held = sum(s for _, s in self._held)
         rate, need = self._judged(now)
+        if need is not None and self._progress.lead is not None and self.listener.started:
+            # A later sentence of a plan: its margin was given at the first release and the
+            # plan keeps it; held for it again here, the listener would run dry for certain
+            # to avoid a gap the plan does not expect. Held only while it would run dry.
+            need = max(0.0, need - self.policy.margin)
         decision = decide(
             self.policy,
             ahead=self.listener.ahead(now) + held,
