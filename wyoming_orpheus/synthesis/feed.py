@@ -5,11 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
 
 from ..upstream.tokens import Piece
 
-_Item = Piece | Exception | None
-"""What the reader hands on: a piece, the failure that ended the stream, or None at its end."""
+
+@dataclass(frozen=True)
+class StreamFailed:
+    """The failure that ended the stream."""
+
+    error: Exception
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The stream ended: the LLM finished the segment."""
+
+
+_Item = Piece | StreamFailed | StreamEnd
+"""What the reader hands on, in order."""
 
 
 class TokenFeed:
@@ -18,6 +32,7 @@ class TokenFeed:
     def __init__(
         self,
         stream: AsyncGenerator[Piece, None],
+        tasks: asyncio.TaskGroup,
         chars: int,
         arrived: Callable[[Piece], None],
         ended: Callable[[], None] | None = None,
@@ -30,7 +45,7 @@ class TokenFeed:
         self._arrived = arrived
         self._ended = ended
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self._task = asyncio.create_task(self._read(stream))
+        self._task = tasks.create_task(self._read(stream))  # the answer's group awaits it
 
     async def _read(self, stream: AsyncGenerator[Piece, None]) -> None:
         try:
@@ -38,9 +53,9 @@ class TokenFeed:
                 async for piece in stream:
                     self._arrived(piece)  # as it arrives: what the playout rate measures
                     self._queue.put_nowait(piece)
-            self._queue.put_nowait(None)
-        except Exception as err:
-            self._queue.put_nowait(err)
+            self._queue.put_nowait(StreamEnd())
+        except Exception as err:  # handed on in order: the task itself never fails
+            self._queue.put_nowait(StreamFailed(err))
         finally:
             if self._ended is not None:
                 self._ended()  # no await: also reached by cancellation
@@ -65,23 +80,17 @@ class TokenFeed:
                 item = self._queue.get_nowait()
             if batch is not None:
                 yield batch
-            if item is None:
+            if isinstance(item, StreamEnd):
                 return
-            if isinstance(item, Exception):
-                raise item
+            if isinstance(item, StreamFailed):
+                raise item.error
 
     async def close(self) -> None:
         """Stop reading and wait until the reader is done: the upstream connection is closed.
 
         NOTE: issue 29: the reader was cancelled but never awaited, so its end (the
-        connection's close) could run after the request had been reported.
+        connection's close) could run after the request had been reported. asyncio.wait
+        re-raises a cancellation of ours, never the reader's.
         """
-        await close_all([self])
-
-
-async def close_all(feeds: list[TokenFeed]) -> None:
-    """Cancel readers and wait for them; asyncio.wait re-raises a cancellation of ours."""
-    for feed in feeds:
-        feed._task.cancel()
-    if feeds:
-        await asyncio.wait([feed._task for feed in feeds])
+        self._task.cancel()
+        await asyncio.wait([self._task])

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from ..format import SAMPLE_RATE
 from ..metrics import Metrics
 from ..playout.rule import Outcome
 
 _LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class SynthesisStats:
+    """Counters across requests: syntheses running and waiting, tokens the parser dropped."""
+
+    active: int = 0
+    queued: int = 0
+    dropped_tokens: int = 0
+    invalid_tokens: int = 0
 
 
 class Report:

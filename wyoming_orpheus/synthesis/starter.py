@@ -7,9 +7,8 @@ from collections import deque
 
 from ..playout.holder import Progress
 from ..upstream.completion import Sampling
-from ..upstream.pool import UpstreamPool
+from ..upstream.lease import Lease
 from ..upstream.tokens import Piece
-from ..voices import Voice
 from .feed import TokenFeed
 from .sentences import SentencePlan
 
@@ -19,15 +18,16 @@ class Starter:
 
     def __init__(
         self,
-        pool: UpstreamPool,
-        voice: Voice,
+        lease: Lease,
         sampling: Sampling,
         progress: Progress,
         lookahead: int,
         plan: SentencePlan | None,
+        tasks: asyncio.TaskGroup,
     ) -> None:
-        self._pool = pool
-        self._voice = voice
+        self._lease = lease
+        self._tasks = tasks
+        """The answer's TaskGroup: each segment's reader is one of its tasks."""
         self._sampling = sampling
         self.progress = progress
         self._window = asyncio.Semaphore(1 + lookahead)
@@ -57,17 +57,18 @@ class Starter:
         plan = self._plan
         if plan is None:
             await self._window.acquire()
-            stream = self._pool.stream(self._voice.name, segment, self._sampling)
-            return TokenFeed(stream, len(segment), self.progress.arrived)
+            stream = self._lease.stream(segment, self._sampling)
+            return TokenFeed(stream, self._tasks, len(segment), self.progress.arrived)
         index = self._planned.popleft()
         await plan.turn(index)
-        stream = self._pool.stream(self._voice.name, segment, self._sampling, plan.upstream)
+        stream = self._lease.stream(segment, self._sampling)
 
         def arrived(piece: Piece) -> None:
             self.progress.arrived(piece)
             plan.arrived(index, piece)
 
-        return TokenFeed(stream, len(segment), arrived, lambda: plan.ended(index), index)
+        ended = lambda: plan.ended(index)  # noqa: E731
+        return TokenFeed(stream, self._tasks, len(segment), arrived, ended, index)
 
     def spoken(self) -> None:
         """A segment was spoken: the window lets the next one start."""

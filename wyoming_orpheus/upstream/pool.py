@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import aclosing
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from contextlib import aclosing, contextmanager
 
 import aiohttp
 
-from ..config import LlmSettings, RequestSettings, SamplingSettings, UpstreamSettings
-from ..format import REAL_TIME_TOKENS_PER_SECOND
+from ..config import LlmSettings, RequestSettings, SamplingSettings
 from ..voices import voices_for_binding
 from .completion import (
     DEFAULT_SAMPLING,
@@ -21,11 +19,11 @@ from .completion import (
     Sampling,
     UpstreamError,
     UpstreamUnreachable,
-    endpoint_url,
-    shown_url,
     stream_completion,
 )
-from .rate import LoadMeter, RateMeter, RollingRate
+from .lease import Lease
+from .rate import LoadMeter, RateMeter
+from .server import Upstream
 from .tokens import FrameParser, Piece
 
 _LOGGER = logging.getLogger(__name__)
@@ -33,52 +31,6 @@ PROBE_TEXT = "Hello! This is a short test of how fast the voice model speaks on 
 PROBE_TOKENS = 140
 """20 frames: enough for a rate, ~1.7 s of generation at real time."""
 PROBE_SECONDS = 20.0
-
-
-@dataclass
-class Upstream:
-    """One LLM server and what the pool knows of it."""
-
-    settings: UpstreamSettings
-    voices: frozenset[str]
-    in_flight: int = 0
-    failed_until: float = 0.0
-    last_error: str | None = None
-    """The last failure's text (shown in /health); cleared by a success."""
-    rate: RollingRate = field(default_factory=RollingRate)
-    """Its audio tokens per second over its last requests (playout, /health, /metrics)."""
-    rate_at: dict[int, RollingRate] = field(default_factory=dict)
-    """Its per-request rate by how many requests it ran at once (a batching server streams
-    each slower and all together faster: issue 29), over the last requests at each."""
-
-    def record(self, measured: tuple[int, float], by_load: dict[int, tuple[int, float]]) -> None:
-        """Remember one whole generation's rate, overall and at each load it ran at."""
-        self.rate.add(*measured)
-        for load, part in by_load.items():
-            self.rate_at.setdefault(max(1, load), RollingRate()).add(*part)
-
-    running: list[LoadMeter] = field(default_factory=list)
-    """The generations streaming now, measured as they go."""
-
-    def rates_at(self) -> dict[int, float]:
-        """Return its measured per-request real-time factor by requests in flight: the last
-        whole generations at each load, and what the ones streaming now measured so far (a
-        load never seen before is known within a second or two of running at it)."""
-        sums = {k: r.sums() for k, r in self.rate_at.items()}
-        for meter in self.running:
-            for k, (tokens, seconds) in meter.measured().items():
-                known = sums.get(k, (0, 0.0))
-                sums[k] = (known[0] + tokens, known[1] + seconds)
-        return {
-            k: tokens / seconds / REAL_TIME_TOKENS_PER_SECOND
-            for k, (tokens, seconds) in sums.items()
-            if seconds > 0
-        }
-
-    @property
-    def url(self) -> str:
-        """Return the endpoint URL without credentials (messages, logs and /health name it)."""
-        return shown_url(endpoint_url(self.settings))
 
 
 class UpstreamPool:
@@ -131,18 +83,17 @@ class UpstreamPool:
         # Every server failed lately: try the one whose cooldown ends first.
         return min(fresh, key=lambda u: u.failed_until)
 
-    def choose(self, voice: str) -> Upstream | None:
-        """Return the server the next request for voice would go to (None: none speaks it).
-
-        An answer's sentence requests are planned for one server's batch (issue 29): they
-        go there (`stream(prefer=...)`) while it is healthy.
-        """
-        return self._pick(voice, [])
-
-    def expected_rate(self, voice: str) -> float | None:
-        """Return the real-time factor of the server the next request for voice would go to."""
+    @contextmanager
+    def lease(self, voice: str) -> Iterator[Lease]:
+        """Pick the server for one answer's requests and count the answer there until it ends."""
         upstream = self._pick(voice, [])
-        return None if upstream is None else upstream.rate.real_time_factor()
+        if upstream is not None:
+            upstream.leases += 1
+        try:
+            yield Lease(voice, upstream, self.stream)
+        finally:  # no await: also reached by cancellation
+            if upstream is not None:
+                upstream.leases -= 1
 
     async def probe(self, voice: str) -> float | None:
         """Time a short generation on the server a request for voice would go to.
@@ -186,7 +137,7 @@ class UpstreamPool:
     ) -> AsyncGenerator[Piece, None]:
         """Yield the parsed pieces for voice and text; retry once if no audio came yet.
 
-        `prefer`: the server to try first while it is not cooling down (an answer's plan).
+        `prefer`: the server to try first while it is not cooling down (an answer's lease).
         """
         if self._session is None:
             raise RuntimeError("upstream pool is not started")
