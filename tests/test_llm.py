@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 
 import pytest
@@ -14,6 +14,7 @@ from tests.stand_ins.batching import Batching
 from tests.stand_ins.llm_server import Behaviour, OrpheusStandIn
 from wyoming_orpheus.config import Settings, UpstreamSettings
 from wyoming_orpheus.upstream.completion import (
+    DEFAULT_SAMPLING,
     NoAudioError,
     UpstreamAuthError,
     UpstreamError,
@@ -22,6 +23,7 @@ from wyoming_orpheus.upstream.completion import (
     max_tokens_for,
 )
 from wyoming_orpheus.upstream.pool import UpstreamPool
+from wyoming_orpheus.upstream.tokens import Piece
 
 TEXT = "Hello there, this is a test of the speech server."
 
@@ -49,6 +51,12 @@ async def collect(
         async for piece in pieces:
             frames.extend(piece.frames)
     return frames
+
+
+async def _drain(stream: AsyncGenerator[Piece, None]) -> None:
+    async with aclosing(stream) as pieces:
+        async for _ in pieces:
+            pass
 
 
 def with_upstreams(
@@ -272,6 +280,32 @@ async def test_requests_go_to_the_least_busy_server(make_settings, pool_factory)
         pool = pool_factory(settings)
         await asyncio.gather(collect(pool), collect(pool))
         assert [len(s.requests) for s in servers] == [1, 1]
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+async def test_an_answer_keeps_its_server_and_the_next_answer_goes_to_the_other(
+    make_settings, pool_factory
+) -> None:
+    servers = [OrpheusStandIn(), OrpheusStandIn()]
+    for server in servers:
+        server.behaviour.tokens_per_second = 400
+        await server.start()
+    try:
+        settings = with_upstreams(make_settings, *(UpstreamSettings(s.base_url) for s in servers))
+        pool = pool_factory(settings)
+        await pool.start()
+        # The first answer holds its sentences back: nothing of it is in flight yet.
+        with pool.lease("tara") as first, pool.lease("tara") as second:
+            assert first.upstream is not None and second.upstream is not None
+            assert first.upstream is not second.upstream
+            for _ in range(2):  # each answer's sentences go to its own server
+                await _drain(first.stream(TEXT, DEFAULT_SAMPLING))
+            await _drain(second.stream(TEXT, DEFAULT_SAMPLING))
+        requests = {id(u): len(s.requests) for u, s in zip(pool.upstreams, servers, strict=True)}
+        assert requests[id(first.upstream)] == 2 and requests[id(second.upstream)] == 1
+        assert [u.leases for u in pool.upstreams] == [0, 0]  # both answers ended
     finally:
         for server in servers:
             await server.stop()

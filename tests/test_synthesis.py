@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 
 import numpy as np
 import pytest
 
-from tests.stand_ins.llm_server import OrpheusStandIn
+from tests.stand_ins.llm_server import OrpheusStandIn, frame_tokens, make_frames
 from wyoming_orpheus.audio.pcm import LeadTrimmer, TempoChanger
 from wyoming_orpheus.engine import Engine
+from wyoming_orpheus.metrics import Metrics
+from wyoming_orpheus.synthesis import Sampling, Synthesizer
 from wyoming_orpheus.upstream.completion import UpstreamError
+from wyoming_orpheus.upstream.lease import Lease
+from wyoming_orpheus.upstream.tokens import FrameParser, Piece
 
 SENTENCE = "This sentence is about forty characters. "
 
@@ -120,3 +128,62 @@ def test_a_quiet_opening_is_never_trimmed_past_one_and_a_half_seconds() -> None:
     quiet = np.zeros(24000 * 2, dtype=np.float32)
     out = np.concatenate([trimmer.push(quiet), trimmer.flush()])
     assert len(out) == 24000 // 2
+
+
+class _StalledSource:
+    """A token source (the synthesizer's seam) whose streams send some frames, then stall."""
+
+    def __init__(self, frames: int) -> None:
+        self._frames = frames
+        self.opened = 0
+        self.closed = 0
+
+    @contextlib.contextmanager
+    def lease(self, voice: str) -> Iterator[Lease]:
+        yield Lease(voice, None, self._stream)
+
+    async def _stream(
+        self, voice: str, text: str, sampling: Sampling, prefer: object
+    ) -> AsyncGenerator[Piece, None]:
+        self.opened += 1
+        try:
+            tokens = frame_tokens(make_frames(self.opened, voice, text, 1.0)[: self._frames])
+            yield FrameParser().parse("".join(tokens), time.monotonic())
+            await asyncio.Event().wait()  # the LLM stalls: only a close ends this stream
+        finally:
+            self.closed += 1
+
+
+def _synthesizer_reading(source: _StalledSource, engine: Engine) -> Synthesizer:
+    shared = engine.synthesizer
+    settings = engine.settings
+    return Synthesizer(
+        settings.speech,
+        settings.playout,
+        settings.decoder.queue_timeout,
+        shared.catalog,
+        source,
+        engine.worker,
+        shared.max_concurrent,
+        Metrics(),
+        shared.text,
+    )
+
+
+async def test_a_listener_gone_mid_sentence_leaves_no_task_of_its_answer(
+    make_settings, engine_factory
+) -> None:
+    # Lookahead 1: the second segment's request streams while the first is spoken.
+    engine = await engine_factory(make_settings(segment_max_chars=60, lookahead_segments=1))
+    source = _StalledSource(frames=12)
+    synthesizer = _synthesizer_reading(source, engine)
+    before = asyncio.all_tasks()
+    pcm = synthesizer.synthesize([SENTENCE * 3], synthesizer.resolve_voice("tara"))
+    async with aclosing(pcm) as chunks:
+        async for samples in chunks:
+            if len(samples):
+                break  # the listener hangs up mid-sentence, its next request streaming
+    assert source.opened == 2
+    assert source.closed == 2  # both streams closed by the time the close returned
+    assert asyncio.all_tasks() - before == set()  # no feeder, no reader left behind
+    assert synthesizer.stats.active == 0

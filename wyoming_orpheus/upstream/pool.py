@@ -79,7 +79,9 @@ class UpstreamPool:
         now = self._clock()
         healthy = [u for u in fresh if u.failed_until <= now]
         if healthy:
-            return min(healthy, key=lambda u: u.in_flight)
+            # An answer planned by sentence may have no request in flight yet (issue 29):
+            # the server with the fewer answers leased is the less busy one too.
+            return min(healthy, key=lambda u: max(u.in_flight, u.leases))
         # Every server failed lately: try the one whose cooldown ends first.
         return min(fresh, key=lambda u: u.failed_until)
 
