@@ -60,9 +60,10 @@ async def engine_for(
     return await engine_factory(make_settings(upstreams=(upstream,), **overrides))  # type: ignore[no-any-return]
 
 
-async def speak(engine: Engine, text: str, voice: str = "tara") -> np.ndarray:
+async def speak(engine: Engine, text: str, voice: str = "tara", speed: float = 1.0) -> np.ndarray:
     synthesizer = engine.synthesizer
-    pcm = synthesizer.synthesize(synthesizer.prepare(text), synthesizer.resolve_voice(voice))
+    parts, chosen = synthesizer.prepare(text), synthesizer.resolve_voice(voice)
+    pcm = synthesizer.synthesize(parts, chosen, speed)
     async with aclosing(pcm) as chunks:
         return np.concatenate([c async for c in chunks])
 
@@ -168,3 +169,47 @@ async def test_the_request_is_accepted_as_is_and_its_sampling_honoured(
     assert params["temperature"] == pytest.approx(0.6)
     assert params["top_p"] == pytest.approx(0.9)
     assert params["n_predict"] == exchange.request_json()["max_tokens"]
+
+
+SENTENCES = [
+    "The first sentence is a short one.",
+    "Then a second one follows it.",
+    "A third sentence comes next.",
+    "And this is the last one.",
+]
+
+
+@pytest.mark.timing  # rates measured on a shared machine: run alone, after the rest
+async def test_sentence_requests_batch_on_llama_server_and_each_load_is_measured(
+    start_llama, make_settings, engine_factory
+) -> None:
+    # A wider tiny model: ~2x real time alone on two cores, and llama-server batches it as it
+    # batches a real one (each request slower when others run, all of them together faster).
+    server, recorder = await start_llama(end_every=None, width=1024)
+    engine = await engine_for(recorder, make_settings, engine_factory)
+    assert await engine.pool.probe("tara")  # measured alone, as managed mode does at start
+    # Spoken at speed 4 that is below real time: the answer goes sentence by sentence.
+    busy: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            busy.append(sum(slot["is_processing"] for slot in await server.slots()))
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        audio = await speak(engine, " ".join(SENTENCES), speed=4.0)
+    finally:
+        watcher.cancel()
+        await asyncio.wait([watcher])
+    answer = recorder.exchanges[1:]  # the first is the probe
+    sent = [e.request_json()["prompt"] for e in answer]
+    assert [sum(s in prompt for s in SENTENCES) for prompt in sent] == [1] * 4, sent
+    assert max(busy) >= 2  # llama-server ran sentence requests of the answer together
+    frames = sum(len(e.frames()) for e in answer)
+    pauses = 3 * engine.settings.speech.segment_pause_ms / 1000 * 24000
+    assert abs(len(audio) - (frames * 2048 + pauses) / 4) < 0.02 * len(audio)  # all of it, at 4x
+    rates = engine.pool.upstreams[0].rates_at()  # per request, by requests in flight at once
+    print("llama-server per-request real-time factor by load:", rates)
+    assert {1, 2} <= rates.keys()
+    assert rates[2] < rates[1]  # a batching server: each request slower when two run
