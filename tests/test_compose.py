@@ -209,6 +209,7 @@ def test_ollama_creates_the_model_wyoming_orpheus_asks_for(tmp_path: Path) -> No
     ).split("=")[1]
     assert settings.decoder.max_concurrent is not None
     assert int(parallel) >= 2 * settings.decoder.max_concurrent
+    assert settings.llm.upstreams[0].slots == int(parallel)  # planned for what Ollama runs
 
 
 def test_the_ollama_modelfile_keeps_the_raw_prompt_and_the_sampling() -> None:

@@ -143,6 +143,8 @@ def test_flags(tmp_path: Path) -> None:
             "ollama",
             "--llm-model",
             "legraphista/orpheus",
+            "--llm-slots",
+            "2",
             "--snac-model",
             "/models/snac",
             "--device",
@@ -161,6 +163,7 @@ def test_flags(tmp_path: Path) -> None:
     assert [u.url for u in settings.llm.upstreams] == ["http://a:8080/v1", "http://b:11434"]
     assert {u.api for u in settings.llm.upstreams} == {"ollama"}
     assert settings.llm.upstreams[0].model == "legraphista/orpheus"
+    assert [u.slots for u in settings.llm.upstreams] == [2, 2]  # every llm_* reaches them
     assert (settings.decoder.snac_model, settings.decoder.device, settings.speech.voice) == (
         "/models/snac",
         "cpu",
@@ -172,13 +175,13 @@ def test_flags(tmp_path: Path) -> None:
 def test_yaml_upstreams_with_voice_bindings(tmp_path: Path) -> None:
     config = write(
         tmp_path / "c.yaml",
-        "llm_api_key: secret\nupstreams:\n  - http://en:8080/v1\n"
-        "  - {url: 'http://de:8080', voices: [de], prompt_format: audio}\n",
+        "llm_api_key: secret\nllm_slots: 2\nupstreams:\n  - http://en:8080/v1\n"
+        "  - {url: 'http://de:8080', voices: [de], prompt_format: audio, slots: 1}\n",
     )
     settings = load(tmp_path, ["--config", config])
     english, german = settings.llm.upstreams
-    assert english.voices == () and english.api_key == "secret"
-    assert german.voices == ("de",) and german.prompt_format == "audio"
+    assert english.voices == () and english.api_key == "secret" and english.slots == 2
+    assert german.voices == ("de",) and german.prompt_format == "audio" and german.slots == 1
     # A higher layer's --llm-url replaces the YAML list.
     assert [
         u.url for u in load(tmp_path, ["--config", config, "--llm-url", "http://x:1"]).llm.upstreams

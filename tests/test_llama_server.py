@@ -21,9 +21,10 @@ from tests.stand_ins.llama_server import LlamaServer
 from tests.stand_ins.tcp_recorder import Exchange, TcpRecorder
 from tests.stand_ins.tiny_orpheus_gguf import write_tiny_orpheus
 from wyoming_orpheus.audio.pcm import to_int16
-from wyoming_orpheus.config import UpstreamSettings
+from wyoming_orpheus.config import Settings, UpstreamSettings
 from wyoming_orpheus.decode.snac import decode_batch
 from wyoming_orpheus.engine import Engine
+from wyoming_orpheus.upstream.pool import UpstreamPool
 
 pytestmark = pytest.mark.slow  # real processes: llama-server, the server itself
 
@@ -213,3 +214,21 @@ async def test_sentence_requests_batch_on_llama_server_and_each_load_is_measured
     print("llama-server per-request real-time factor by load:", rates)
     assert {1, 2} <= rates.keys()
     assert rates[2] < rates[1]  # a batching server: each request slower when two run
+
+
+async def test_the_pool_learns_llama_server_s_slots(
+    tiny_gguf: Path, tmp_path: Path, make_settings
+) -> None:
+    server = LlamaServer(tiny_gguf, tmp_path / "llama.log", parallel=3)
+    await server.start()
+    settings: Settings = make_settings(upstreams=(UpstreamSettings(server.url),))
+    pool = UpstreamPool(settings.llm, settings.requests, settings.sampling)
+    try:
+        await pool.start()
+        async with asyncio.timeout(10):
+            while pool.upstreams[0].told_slots is None:
+                await asyncio.sleep(0.02)
+        assert pool.upstreams[0].slots == 3  # its -np, from its /props
+    finally:
+        await pool.close()
+        await server.stop()

@@ -12,7 +12,8 @@ import pytest
 
 from tests.stand_ins.batching import Batching
 from tests.stand_ins.llm_server import Behaviour, OrpheusStandIn
-from wyoming_orpheus.config import Settings, UpstreamSettings
+from wyoming_orpheus.config import DEFAULT_SLOTS, Settings, UpstreamSettings
+from wyoming_orpheus.upstream import props
 from wyoming_orpheus.upstream.completion import (
     DEFAULT_SAMPLING,
     NoAudioError,
@@ -309,6 +310,45 @@ async def test_an_answer_keeps_its_server_and_the_next_answer_goes_to_the_other(
     finally:
         for server in servers:
             await server.stop()
+
+
+async def _slots_learned(pool: UpstreamPool) -> int:
+    async with asyncio.timeout(5):
+        while pool.upstreams[0].told_slots is None:
+            await asyncio.sleep(0.01)
+    return pool.upstreams[0].slots
+
+
+async def test_the_pool_learns_a_llama_server_s_slots_from_its_props(
+    llm: OrpheusStandIn, make_settings, pool_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(props, "ASK_AGAIN", 0.05)
+    llm.behaviour.batching = Batching(200, slots=2)
+    llm.behaviour.props_status = 503  # still loading its model when we start: asked again
+    pool = pool_factory(make_settings())
+    await pool.start()
+    await asyncio.sleep(0.2)
+    assert llm.props_asked >= 2 and pool.upstreams[0].slots == DEFAULT_SLOTS
+    llm.behaviour.props_status = 200
+    assert await _slots_learned(pool) == 2
+
+
+async def test_a_server_without_props_is_asked_once_and_slots_set_are_not_asked(
+    llm: OrpheusStandIn, make_settings, pool_factory
+) -> None:
+    pool = pool_factory(make_settings())  # no /props here (404), as vLLM or LM Studio
+    await pool.start()
+    async with asyncio.timeout(5):
+        while llm.props_asked == 0 or not pool._asking[0].done():
+            await asyncio.sleep(0.01)
+    assert llm.props_asked == 1 and pool.upstreams[0].slots == DEFAULT_SLOTS
+    llm.behaviour.batching = Batching(200, slots=2)
+    set_by_user = pool_factory(
+        with_upstreams(make_settings, UpstreamSettings(llm.base_url, slots=6))
+    )
+    await set_by_user.start()
+    await asyncio.sleep(0.2)
+    assert llm.props_asked == 1 and set_by_user.upstreams[0].slots == 6
 
 
 async def test_voices_go_to_the_server_bound_to_them(make_settings, pool_factory) -> None:

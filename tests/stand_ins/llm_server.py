@@ -77,6 +77,8 @@ class Behaviour:
     batching: Batching | None = None
     """Stream like a batching server (one shared decode loop, slots, a gain curve) instead of
     every request at tokens_per_second however many run (batching.py)."""
+    props_status: int = 200
+    """GET /props answers this status (503: llama-server loading its model)."""
 
 
 @dataclass
@@ -136,6 +138,7 @@ class OrpheusStandIn:
         self._faults_used = 0
         self._random = random.Random(self.behaviour.seed)
         self._loop: BatchLoop | None = None
+        self.props_asked = 0
 
     @property
     def base_url(self) -> str:
@@ -152,6 +155,7 @@ class OrpheusStandIn:
         app = web.Application()
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/api/generate", self._ollama_generate)
+        app.router.add_get("/props", self._props)
         # handler_cancellation: the handler is cancelled when the client goes away, which is
         # how llama-server notices a closed connection and frees the slot.
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -262,6 +266,15 @@ class OrpheusStandIn:
             return record, _json_error(400, f"prompt has no Orpheus shape: {body.get('prompt')!r}")
         record.voice, record.text = match.group("voice"), match.group("text")
         return record, None
+
+    async def _props(self, request: web.Request) -> web.Response:
+        """llama-server's /props: its slots (batching only; an independent stream has none)."""
+        self.props_asked += 1
+        if self.behaviour.props_status != 200:
+            return _json_error(self.behaviour.props_status, "the model is loading")
+        if self.behaviour.batching is None:
+            return _json_error(404, "File Not Found")
+        return web.json_response({"total_slots": self.behaviour.batching.slots})
 
     def _pick_fault(self) -> tuple[str | None, int]:
         behaviour = self.behaviour

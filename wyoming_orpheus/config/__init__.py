@@ -2,6 +2,7 @@
 
 from .choices import (
     ALL_GPU_LAYERS,
+    DEFAULT_SLOTS,
     DEVICES,
     LLM_APIS,
     LLM_GGUF_DEFAULT,
@@ -42,6 +43,7 @@ from .settings import (
 
 __all__ = [
     "ALL_GPU_LAYERS",
+    "DEFAULT_SLOTS",
     "DEVICES",
     "ENV_PREFIX",
     "LAYER_ORDER",

@@ -42,3 +42,6 @@ OPENAI_VOICES_DEFAULT = {
     "shimmer": "mia",
     "verse": "dan",
 }
+
+DEFAULT_SLOTS = 4
+"""Slots assumed of an LLM server that does not say how many (llama-server's default -np)."""

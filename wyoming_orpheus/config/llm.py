@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from ..voices import Voice
 from .choices import (
+    DEFAULT_SLOTS,
     LLAMA_RELEASE_API_DEFAULT,
     LLM_APIS,
     LLM_GGUF_DEFAULT,
@@ -58,13 +59,14 @@ class UpstreamSettings:
         flag=None,
         help='training: the fine-tune\'s token layout; audio: "<|audio|>voice: text<|eot_id|>".',
     )
-    slots: int = setting(
-        4,
-        parse=int_in(1, 64),
+    slots: int | None = setting(
+        None,
+        parse=int_in(1, 64, optional=True),
         flag=None,
         help="Requests it runs at once: llama-server's -np (4 by default), vLLM's "
         "--max-num-seqs, Ollama's OLLAMA_NUM_PARALLEL (1 by default). Below real time an "
-        "answer's sentence requests are planned for them (managed mode knows its own).",
+        "answer's sentence requests are planned for them. Unset: what llama-server's /props "
+        f"says (total_slots), else {DEFAULT_SLOTS} (managed mode knows its own).",
     )
     voices: tuple[str, ...] = ()
     """Voice names or language codes this server speaks; empty means the English voices."""
@@ -86,12 +88,12 @@ class LlmSettings:
         parse=lambda value: value,  # the loader validates each entry (loading._upstreams_from_yaml)
         flag=None,
         in_env=False,
-        help="Instead of llm_urls, a list of servers with their own settings. Each entry takes "
-        "url, api, model, api_key, prompt_format and voices (voice names or language codes it "
-        "speaks; empty means the 8 English voices). A language's voices are offered once a "
-        "server is bound to them. A mapping in `voices` declares a custom voice of a fine-tune "
-        "(name and language required; gender and description optional). Whichever of llm_urls "
-        "and upstreams is set by the higher-precedence source wins.",
+        help="Instead of llm_urls, a list of servers with their own settings. Each entry "
+        "takes url, api, model, api_key, prompt_format, slots and voices (voice names or "
+        "language codes it speaks; empty means the 8 English voices). A language's voices are "
+        "offered once a server is bound to them. A mapping in `voices` declares a custom voice "
+        "of a fine-tune (name and language required; gender and description optional). "
+        "Whichever of llm_urls and upstreams is set by the higher-precedence source wins.",
         note="upstreams:\n"
         "  - url: http://gpu-box:8080/v1\n"
         "  - url: http://gpu-box:8081/v1\n"

@@ -211,11 +211,12 @@ def _resolve_upstreams(
 ) -> tuple[UpstreamSettings, ...]:
     """Build the upstream list from `llm_urls` or the YAML `upstreams`, whichever ranks higher."""
     defaults = UpstreamSettings(url="")
+    # Every llm_* shorthand (settings.py declares one per upstream setting but the url)
+    # sets that setting for each llm_urls server and is the default of an `upstreams` entry.
     common = {
-        "api": parsed.get("llm_api", defaults.api),
-        "model": parsed.get("llm_model", defaults.model),
-        "api_key": parsed.get("llm_api_key", defaults.api_key),
-        "prompt_format": parsed.get("llm_prompt_format", defaults.prompt_format),
+        name: parsed.get(f"llm_{name}", getattr(defaults, name))
+        for name in UPSTREAM_KEYS
+        if name not in ("url", "voices")
     }
     # An empty llm_urls (the documented config file's default) names no server at all.
     urls_rank = merged["llm_urls"][2] if parsed.get("llm_urls") else -1

@@ -66,6 +66,7 @@ def health_body(
                 "api": u.settings.api,
                 "state": "cooling-down" if engine.pool.cooling_down(u) else "ok",
                 "in_flight": u.in_flight,
+                "slots": u.slots,
                 "last_error": u.last_error,
                 **_speed(u.rate),
                 # Per request, by how many ran at once: how this server batches (issue 29).

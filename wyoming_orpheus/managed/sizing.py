@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ALL_GPU_LAYERS, Settings, UpstreamSettings
+from ..config import ALL_GPU_LAYERS, DEFAULT_SLOTS, Settings
 from ..upstream.completion import max_tokens_for
 from .binary import HOST
 
@@ -29,7 +29,7 @@ leaves room for a long one), and sampling on the GPU backend. Each is passed onl
 binary's --help lists it and the user did not pass it (or its negation) themselves."""
 
 
-SENTENCE_SLOTS = UpstreamSettings.slots
+SENTENCE_SLOTS = DEFAULT_SLOTS
 """Slots for an answer's sentence requests side by side (the upstream `slots` default)."""
 
 

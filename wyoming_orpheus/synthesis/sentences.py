@@ -127,7 +127,7 @@ class SentencePlan:
         """
         mates = [plan for plan in self._beside if plan.upstream is self.upstream]
         running = sum(1 for plan in mates for job in plan.jobs if _running(job))
-        if max(running, self.upstream.in_flight) >= self.upstream.settings.slots:
+        if max(running, self.upstream.in_flight) >= self.upstream.slots:
             return False
         mine = (index, self._born)
         return not any(line < mine for plan in mates if plan is not self for line in plan._due(now))
@@ -153,7 +153,7 @@ class SentencePlan:
         """The server as measured (per-request rates in output seconds per second by load),
         with the other answers' sentences there and the requests no plan knows."""
         measured = {k: r / self._speed for k, r in self.upstream.rates_at().items()}
-        slots = self.upstream.settings.slots
+        slots = self.upstream.slots
         beside = tuple(self._beside_answers(now))
         jobs = [*self.jobs, *(job for other in beside for job in other.jobs)]
         others = max(0, self.upstream.in_flight - sum(1 for job in jobs if _running(job)))

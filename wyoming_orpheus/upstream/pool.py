@@ -22,6 +22,7 @@ from .completion import (
     stream_completion,
 )
 from .lease import Lease
+from .props import learn_slots, props_url
 from .rate import LoadMeter, RateMeter
 from .server import Upstream
 from .tokens import FrameParser, Piece
@@ -54,9 +55,11 @@ class UpstreamPool:
             for u in llm.upstreams
         ]
         self._session: aiohttp.ClientSession | None = None
+        self._asking: list[asyncio.Task[None]] = []
+        """Asking each server whose slots are not set how many it has (props.py)."""
 
     async def start(self) -> None:
-        """Open the shared HTTP session."""
+        """Open the shared HTTP session; ask the servers whose slots are not set."""
         if self._session is None:
             # No connection limit here: the synthesis limit bounds concurrent requests.
             connector = aiohttp.TCPConnector(limit=0)
@@ -64,9 +67,19 @@ class UpstreamPool:
             self._session = aiohttp.ClientSession(
                 connector=connector, read_bufsize=MAX_LINE_BYTES // 2
             )
+            self._asking = [
+                asyncio.create_task(learn_slots(self._session, upstream))
+                for upstream in self.upstreams
+                if upstream.settings.slots is None and props_url(upstream.settings) is not None
+            ]
 
     async def close(self) -> None:
-        """Close the HTTP session and its connections."""
+        """Stop asking; close the HTTP session and its connections."""
+        for task in self._asking:
+            task.cancel()
+        if self._asking:
+            await asyncio.wait(self._asking)  # re-raises a cancellation of ours, never theirs
+            self._asking = []
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import UpstreamSettings
+from ..config import DEFAULT_SLOTS, UpstreamSettings
 from ..format import REAL_TIME_TOKENS_PER_SECOND
 from .completion import endpoint_url, shown_url
 from .rate import LoadMeter, RollingRate
@@ -19,6 +19,8 @@ class Upstream:
     in_flight: int = 0
     leases: int = 0
     """The answers whose requests go here (`UpstreamPool.lease`), sent or not yet."""
+    told_slots: int | None = None
+    """The slots the server said it has (llama-server's /props), when the settings do not."""
     failed_until: float = 0.0
     last_error: str | None = None
     """The last failure's text (shown in /health); cleared by a success."""
@@ -51,6 +53,11 @@ class Upstream:
             for k, (tokens, seconds) in sums.items()
             if seconds > 0
         }
+
+    @property
+    def slots(self) -> int:
+        """Return the requests it runs at once: as set, as it told, or the default."""
+        return self.settings.slots or self.told_slots or DEFAULT_SLOTS
 
     @property
     def url(self) -> str:
