@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wyoming_orpheus.format import TOKENS_PER_FRAME
-from wyoming_orpheus.playout.gate import STARTED, Gate, Silence
+from wyoming_orpheus.playout.gate import STARTED, Block, Gate, Silence
 from wyoming_orpheus.playout.holder import Holder, Progress
 from wyoming_orpheus.playout.rule import KeepAlive, Policy, Release, decide, least_wait
 from wyoming_orpheus.upstream.rate import RateMeter
@@ -222,12 +222,11 @@ async def test_the_gate_says_audio_is_coming_before_it_holds_and_keeps_every_sam
     # Remembered at half real time, ~17 s estimated: held until the source ends.
     progress = Progress(speed=1.0, seconds_per_char=FRAME, remembered=0.5)
     progress.chars = 200
-    progress.segment = 1
     blocks = [np.full(2048, i + 1, dtype=np.int16) for i in range(8)]
 
     async def source():
         for block in blocks:
-            yield block
+            yield Block(block, 1)
 
     gate = Gate(POLICY, progress)
     got = [b async for b in gate.run(source())]
@@ -244,7 +243,6 @@ KEEP = KeepAlive()
 def held_request(remembered: float | None, chars: int = 200) -> Holder[int]:
     progress = Progress(speed=1.0, seconds_per_char=FRAME, remembered=remembered)
     progress.chars = chars  # ~17 s estimated: a frame per character
-    progress.segment = 1
     return Holder(POLICY, progress)
 
 
@@ -302,7 +300,6 @@ async def test_the_gate_keeps_the_line_busy_while_it_holds_and_keeps_every_sampl
     # An LLM whose rate is unknown and whose first audio takes 1.2 s, then half real time.
     progress = Progress(speed=1.0, seconds_per_char=FRAME, remembered=None)
     progress.chars = 40
-    progress.segment = 1
     blocks = [np.full(2048, i + 1, dtype=np.int16) for i in range(8)]
     keep = KeepAlive(first=0.1, every=0.2)
 
@@ -310,7 +307,7 @@ async def test_the_gate_keeps_the_line_busy_while_it_holds_and_keeps_every_sampl
         await asyncio.sleep(1.2)
         for block in blocks:
             await asyncio.sleep(2 * FRAME)
-            yield block
+            yield Block(block, 1)
 
     gate = Gate(POLICY, progress, keep_alive=keep)
     opened = time.monotonic()

@@ -14,6 +14,7 @@ import contextlib
 import math
 import time
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,7 +26,30 @@ QUEUE_BLOCKS = 32
 """Blocks made ahead of a slow reader once released (bounds memory; ~1-8 frames each)."""
 STARTED = np.zeros(0, dtype=np.int16)
 """The empty block that says: audio is coming, held (a door sends its start then)."""
-_END = object()
+
+
+@dataclass(frozen=True)
+class Block:
+    """PCM made for the listener, tagged where it was made with the segment it belongs to
+    (a new segment may be held at its start: the pause before it and its first samples)."""
+
+    samples: np.ndarray
+    segment: int
+
+
+@dataclass(frozen=True)
+class _SourceEnd:
+    """The source ended: every block was made."""
+
+
+@dataclass(frozen=True)
+class _SourceFailed:
+    """The failure that ended the source (after the blocks before it)."""
+
+    error: Exception
+
+
+_Made = Block | _SourceEnd | _SourceFailed
 
 
 class Silence(np.ndarray):
@@ -49,7 +73,6 @@ class Gate:
         clock: Callable[[], float] = time.monotonic,
         keep_alive: KeepAlive | None = None,
     ) -> None:
-        self._progress = progress
         self._clock = clock
         self._keep_alive = keep_alive
         """Silence while speech is held (None: a silent hold, as for a file download)."""
@@ -64,16 +87,14 @@ class Gate:
         """Return the audio the listener has to play once speech went (None: not yet)."""
         return None if self._holder is None else self._holder.in_hand(now)
 
-    async def run(
-        self, source: AsyncGenerator[np.ndarray, None]
-    ) -> AsyncGenerator[np.ndarray, None]:
-        """Yield source's blocks when the rule lets them go; an empty one first if held."""
+    async def run(self, source: AsyncGenerator[Block, None]) -> AsyncGenerator[np.ndarray, None]:
+        """Yield source's samples when the rule lets them go; an empty block first if held."""
         if self._holder is None:
             async with contextlib.aclosing(source):  # a listener gone closes it at once
-                async for samples in source:
-                    yield samples
+                async for block in source:
+                    yield block.samples
             return
-        queue: asyncio.Queue[object] = asyncio.Queue(QUEUE_BLOCKS)
+        queue: asyncio.Queue[_Made] = asyncio.Queue(QUEUE_BLOCKS)
         producer = asyncio.create_task(self._produce(source, queue))
         try:
             async with contextlib.aclosing(self._released(queue, self._holder)) as released:
@@ -85,18 +106,18 @@ class Gate:
             await asyncio.wait([producer])
 
     async def _produce(
-        self, source: AsyncGenerator[np.ndarray, None], queue: asyncio.Queue[object]
+        self, source: AsyncGenerator[Block, None], queue: asyncio.Queue[_Made]
     ) -> None:
         try:
             async with contextlib.aclosing(source):
-                async for samples in source:
-                    await queue.put((samples, self._progress.segment))
-            await queue.put(_END)
+                async for block in source:
+                    await queue.put(block)
+            await queue.put(_SourceEnd())
         except Exception as err:  # reaches the consumer after the audio before it
-            await queue.put(err)
+            await queue.put(_SourceFailed(err))
 
     async def _released(
-        self, queue: asyncio.Queue[object], holder: Holder[np.ndarray]
+        self, queue: asyncio.Queue[_Made], holder: Holder[np.ndarray]
     ) -> AsyncGenerator[np.ndarray, None]:
         line = _Line(self._clock())
         while True:
@@ -104,17 +125,16 @@ class Gate:
             now = self._clock()
             if item is None:  # a wake-up: the cap, or the line quiet while speech is held
                 out = self._on_wake(holder, line, now)
-            elif item is _END or isinstance(item, BaseException):
+            elif not isinstance(item, Block):
                 for samples in holder.finish(now):
                     yield samples
-                if isinstance(item, BaseException):
-                    raise item
+                if isinstance(item, _SourceFailed):
+                    raise item.error
                 return
             else:
-                assert isinstance(item, tuple)
-                samples, segment = item
                 started = line.committed or holder.holding
-                out = holder.offer(now, samples, len(samples) / SAMPLE_RATE, segment)
+                seconds = len(item.samples) / SAMPLE_RATE
+                out = holder.offer(now, item.samples, seconds, item.segment)
                 if not out and not started:
                     out = [STARTED]  # holding from the start: a door commits its response
             for samples in out:
@@ -150,7 +170,7 @@ class Gate:
         holder.listener.send(now, len(block) / SAMPLE_RATE, speech=False)
         return [block]
 
-    async def _next(self, queue: asyncio.Queue[object], deadline: float | None) -> object | None:
+    async def _next(self, queue: asyncio.Queue[_Made], deadline: float | None) -> _Made | None:
         """Return the next item, or None when the hold's deadline comes first."""
         if deadline is None:
             return await queue.get()

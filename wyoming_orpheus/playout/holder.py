@@ -25,8 +25,6 @@ class Progress:
     """The real-time factor its LLM server had on its last requests (None: never measured)."""
     chars: int = 0
     """Spoken characters known so far (streamed text grows)."""
-    segment: int = 0
-    """The segment being spoken (a new one may be held at its start)."""
     meter: RateMeter = field(default_factory=RateMeter)
     lead: Callable[[float], float] | None = None
     """The lead an answer's sentence plan needs in hand at a time (None: one request, the

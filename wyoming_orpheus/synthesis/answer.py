@@ -21,6 +21,7 @@ from ..decode.streams import Playback, open_stream
 from ..decode.worker import DecodeWorker
 from ..format import TOKENS_PER_FRAME
 from ..metrics import Metrics
+from ..playout.gate import Block
 from ..playout.holder import Progress
 from ..playout.pace import Pace
 from ..text import Part, Pause, TextPipeline
@@ -80,36 +81,34 @@ class Answer:
 
     async def pcm(
         self, parts: AsyncIterator[Part], playback: Playback
-    ) -> AsyncGenerator[np.ndarray, None]:
-        """Speak segments in order while later ones already generate (lookahead or plan)."""
+    ) -> AsyncGenerator[Block, None]:
+        """Speak segments in order while later ones already generate (lookahead or plan).
+
+        Each block is tagged with its segment (counted from 1); the pause before a segment
+        belongs to the one before it.
+        """
         speech = self.shared.speech
         items: asyncio.Queue[_Item] = asyncio.Queue()
         async with RequestTasks() as tasks:
-            starter = Starter(
-                self.lease,
-                self.sampling,
-                self.progress,
-                speech.lookahead_segments,
-                self.plan,
-                tasks,
-            )
+            lookahead = speech.lookahead_segments
+            starter = Starter(self.lease, self.sampling, self.progress, lookahead, self.plan, tasks)
             tasks.create_task(self._feed(parts, items, starter))
-            spoken = False
+            segment, spoken = 0, False
             while not isinstance(item := await items.get(), TextEnd):
                 if isinstance(item, Failed):
                     raise item.error
                 if isinstance(item, Pause):
-                    yield silence(item.seconds)
+                    yield Block(silence(item.seconds), segment)
                     spoken = False  # an explicit break replaces the pause between segments
                     continue
                 if spoken and speech.segment_pause_ms:
-                    yield silence(speech.segment_pause_ms / 1000)
-                self.progress.segment += 1
+                    yield Block(silence(speech.segment_pause_ms / 1000), segment)
+                segment += 1
                 if self.plan is not None and item.index is not None:
                     self.plan.heard = item.index
-                async with contextlib.aclosing(self._speak(item, playback)) as segment:
-                    async for samples in segment:
-                        yield samples
+                async with contextlib.aclosing(self._speak(item, playback)) as made:
+                    async for samples in made:
+                        yield Block(samples, segment)
                 spoken = True
                 starter.spoken()
             # Leaving the group early (a failure, a listener gone) cancels the feeder and the

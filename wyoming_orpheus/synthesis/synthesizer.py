@@ -18,7 +18,7 @@ from ..decode.streams import Playback
 from ..decode.worker import DecodeWorker
 from ..errors import OrpheusError
 from ..metrics import Metrics
-from ..playout.gate import Gate, Silence
+from ..playout.gate import Block, Gate, Silence
 from ..playout.holder import Progress
 from ..playout.pace import Pace
 from ..playout.rule import KeepAlive, playout_policy
@@ -205,28 +205,30 @@ class Synthesizer:
         parts: AsyncIterable[Part] | Iterable[Part],
         answer: Answer,
         speed: float,
-    ) -> AsyncGenerator[np.ndarray, None]:
+    ) -> AsyncGenerator[Block, None]:
         """Hold a slot and make the PCM: segments, tempo and level, a failure after the tail."""
         playback = Playback()
         tempo = TempoChanger(speed)
         level = LevelControl(self.speech.output_gain_db, self.speech.output_limiter)
         pcm = answer.pcm(_aiter(parts), playback)
+        segment = 0  # each output block keeps the segment of the block that made it
         async with self.slot(), contextlib.aclosing(pcm):
             failure: Exception | None = None
             try:
-                async for samples in pcm:
+                async for block in pcm:
+                    samples, segment = block.samples, block.segment
                     out = tempo.push(to_int16(samples) if samples.dtype != np.int16 else samples)
                     out = level.push(out) if level.active else out
                     if len(out):
                         playback.sent(len(out))
-                        yield out
+                        yield Block(out, segment)
             except Exception as err:  # a late failure: what tempo and the limiter hold goes first
                 failure = err
             tail = tempo.flush()
             if level.active:
                 tail = np.concatenate([level.push(tail), level.flush()])
             if len(tail):
-                yield tail
+                yield Block(tail, segment)
             if failure is not None:
                 raise failure
 
