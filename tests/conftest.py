@@ -103,28 +103,29 @@ async def engine(make_settings: Callable[..., Settings], engine_factory: Any) ->
 
 
 @pytest.fixture
-async def wyoming_server(engine: Engine) -> AsyncIterator[WyomingServer]:
+async def wyoming_server(engine: Engine, wyoming_factory: Any) -> WyomingServer:
     """A Wyoming server on a free loopback port."""
-    server = WyomingServer(
-        engine.settings.wyoming.uri,
-        build_info(engine.synthesizer.catalog, True),
-        engine.synthesizer,
-        engine.settings.limits,
-    )
-    await server.start()
-    yield server
-    await server.shutdown(grace=0)
+    return await wyoming_factory(engine)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
 async def server_factory(
-    make_settings: Callable[..., Settings], engine_factory: Any
-) -> AsyncIterator[Callable[..., Any]]:
+    make_settings: Callable[..., Settings], engine_factory: Any, wyoming_factory: Any
+) -> Callable[..., Any]:
     """Start Wyoming servers over engines with settings overrides; shut down after the test."""
-    servers: list[WyomingServer] = []
 
     async def create(**overrides: object) -> WyomingServer:
-        engine = await engine_factory(make_settings(**overrides))
+        return await wyoming_factory(await engine_factory(make_settings(**overrides)))  # type: ignore[no-any-return]
+
+    return create
+
+
+@pytest.fixture
+async def wyoming_factory() -> AsyncIterator[Callable[[Engine], Any]]:
+    """Start Wyoming doors over engines on free loopback ports; shut down after the test."""
+    servers: list[WyomingServer] = []
+
+    async def start(engine: Engine) -> WyomingServer:
         server = WyomingServer(
             engine.settings.wyoming.uri,
             build_info(engine.synthesizer.catalog, True),
@@ -135,7 +136,7 @@ async def server_factory(
         servers.append(server)
         return server
 
-    yield create
+    yield start
     for server in servers:
         await server.shutdown(grace=0)
 

@@ -27,8 +27,6 @@ from tests.leftovers import leftovers, server_sockets, settle
 from tests.stand_ins.batching import Batching
 from tests.stand_ins.llm_server import OrpheusStandIn, RequestRecord
 from wyoming_orpheus.playout.rule import least_wait
-from wyoming_orpheus.wyoming_server.handler import build_info
-from wyoming_orpheus.wyoming_server.listener import WyomingServer
 
 # ~10 s of speech at Orpheus's own pace (0.8 frames per character), in four sentences; the
 # tag in each tells the stand-in's requests of two answers apart.
@@ -40,29 +38,21 @@ REAL_PACE = 0.8
 
 
 @pytest.fixture
-async def household(llm: OrpheusStandIn, make_settings, engine_factory, http_factory):
+async def household(
+    llm: OrpheusStandIn, make_settings, engine_factory, wyoming_factory, http_factory
+):
     """Start both doors on a batching LLM stand-in at a rate; return (wyoming port, url)."""
     llm.behaviour.frames_per_char = REAL_PACE
-    servers: list[WyomingServer] = []
 
     async def start(tokens_per_second: float) -> tuple[int, str]:
         llm.behaviour.batching = Batching(tokens_per_second)
         engine = await engine_factory(make_settings(stall_timeout=30, playout_keepalive=True))
         await engine.report_llm_speed()  # the server's rate, measured as managed mode does
-        server = WyomingServer(
-            engine.settings.wyoming.uri,
-            build_info(engine.synthesizer.catalog, True),
-            engine.synthesizer,
-            engine.settings.limits,
-        )
-        await server.start()
-        servers.append(server)
+        server = await wyoming_factory(engine)
         llm.requests.clear()  # the probe's
         return server.port, await http_factory(engine)
 
-    yield start
-    for server in servers:
-        await server.shutdown(grace=0)
+    return start
 
 
 def ask(door: str, llm: OrpheusStandIn, ends: tuple[int, str], tag: str) -> Any:

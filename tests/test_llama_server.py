@@ -57,7 +57,9 @@ async def start_llama(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
 async def engine_for(
     recorder: TcpRecorder, make_settings, engine_factory, **overrides: object
 ) -> Engine:
-    upstream = UpstreamSettings(f"http://127.0.0.1:{recorder.port}/v1")
+    # Slots given: the pool asks no /props, so the recorder relays only the completions
+    # (test_the_pool_learns_llama_server_s_slots asks llama-server itself).
+    upstream = UpstreamSettings(f"http://127.0.0.1:{recorder.port}/v1", slots=4)
     return await engine_factory(make_settings(upstreams=(upstream,), **overrides))  # type: ignore[no-any-return]
 
 
