@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing
 
 import numpy as np
@@ -193,3 +193,27 @@ async def test_a_listener_gone_mid_sentence_leaves_no_task_of_its_answer(
     assert source.closed == 2  # both streams closed by the time the close returned
     assert _ours(asyncio.all_tasks() - before) == []  # no feeder, no reader left behind
     assert synthesizer.stats.active == 0
+
+
+async def test_streamed_text_is_read_as_it_comes_while_earlier_sentences_wait(
+    make_settings, engine_factory
+) -> None:
+    # NOTE: issue 29: the next sentence of streamed text was read only once the one before it
+    # had been sent, so a sentence plan saw it seconds late and its lead fell short.
+    engine = await engine_factory(make_settings(lookahead_segments=0, playout="immediate"))
+    source = _StalledSource(frames=12)  # the first sentence's request never ends
+    synthesizer = _synthesizer_reading(source, engine)
+    read: list[str] = []
+
+    async def streamed() -> AsyncIterator[str]:
+        for sentence in ("The first sentence.", "A second one.", "And a third."):
+            read.append(sentence)
+            yield sentence
+
+    pcm = synthesizer.synthesize(streamed(), synthesizer.resolve_voice("tara"))
+    async with aclosing(pcm) as chunks:
+        async for samples in chunks:
+            if len(samples):
+                break
+    assert len(read) == 3  # all of it known, though only the first request may be sent
+    assert source.opened == 1

@@ -1,7 +1,7 @@
 """One answer's segments: each request started when allowed, read in its own task, spoken in order.
 
-Every task of an answer (the feeder that starts the requests, one reader per segment) runs
-under one TaskGroup (tasks.py), so none outlives the answer however it ends.
+Every task of an answer (the text reader, the feeder that starts the requests, one reader per
+segment) runs under one TaskGroup (tasks.py), so none outlives the answer however it ends.
 """
 
 from __future__ import annotations
@@ -52,8 +52,10 @@ class TextEnd:
     """The text ended: every segment was handed on."""
 
 
+_Text = str | Pause | Failed | TextEnd
+"""What the reader hands the feeder, in order: a segment's text, a pause, the end."""
 _Item = TokenFeed | Pause | Failed | TextEnd
-"""What the feeder hands the speaker, in order."""
+"""What the feeder hands the speaker, in order: a segment's request, a pause, the end."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,9 @@ class Answer:
         async with RequestTasks() as tasks:
             lookahead = speech.lookahead_segments
             starter = Starter(self.lease, self.sampling, self.progress, lookahead, self.plan, tasks)
-            tasks.create_task(self._feed(parts, items, starter))
+            text: asyncio.Queue[_Text] = asyncio.Queue()
+            tasks.create_task(self._read(parts, text, starter))
+            tasks.create_task(self._feed(text, items, starter))
             segment, spoken = 0, False
             while not isinstance(item := await items.get(), TextEnd):
                 if isinstance(item, Failed):
@@ -114,23 +118,48 @@ class Answer:
             # Leaving the group early (a failure, a listener gone) cancels the feeder and the
             # requests not spoken yet (lookahead, planned), and waits until they are closed.
 
-    async def _feed(
-        self, parts: AsyncIterator[Part], items: asyncio.Queue[_Item], starter: Starter
+    async def _read(
+        self, parts: AsyncIterator[Part], text: asyncio.Queue[_Text], starter: Starter
     ) -> None:
-        """Start each segment's upstream request when the lookahead window or plan allows."""
+        """Read the text as it comes: split it into segments and tell the plan of each at once.
+
+        NOTE: issue 29: streamed text comes a sentence per part. Read by the task that starts
+        the requests, the next sentence was read only once the one before it had been sent,
+        so the plan saw it seconds late: its lead was given for fewer sentences than there
+        were, and a later sentence ran dry near its end (60 tokens/s: 0.07-0.12 s).
+        """
         try:
             async for part in parts:
                 if isinstance(part, Pause):
-                    items.put_nowait(part)
+                    text.put_nowait(part)
                     continue
                 segments = await self._segments(part, starter.by_sentence)
                 self.progress.chars += sum(len(s) for s in segments)  # the length estimate
                 starter.known(segments, self.shared.pace.of(self.voice.name))
                 for segment in segments:
-                    items.put_nowait(await starter.start(segment))
-            items.put_nowait(TextEnd())
+                    text.put_nowait(segment)
+            text.put_nowait(TextEnd())
         except Exception as err:  # reaches the speaker in order, after earlier audio
-            items.put_nowait(Failed(err))
+            text.put_nowait(Failed(err))
+
+    @staticmethod
+    async def _feed(
+        text: asyncio.Queue[_Text], items: asyncio.Queue[_Item], starter: Starter
+    ) -> None:
+        """Start each segment's request when the lookahead window or plan allows; pauses,
+        the end and a failure go on in order."""
+        while True:
+            item = await text.get()
+            if isinstance(item, str):
+                try:
+                    items.put_nowait(await starter.start(item))
+                except Exception as err:  # reaches the speaker in order, after earlier audio
+                    items.put_nowait(Failed(err))
+                    return
+                continue
+            items.put_nowait(item)
+            if not isinstance(item, Pause):
+                return  # the end of the text, or its failure
 
     async def _segments(self, text: str, by_sentence: bool) -> list[str]:
         """Prepare one part for the model; a long one off the loop (~20 ms per 1,000 digits)."""
