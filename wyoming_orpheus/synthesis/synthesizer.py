@@ -156,6 +156,9 @@ class Synthesizer:
         coming: a door sends its start then) until the rest will not run dry (playout/).
         """
         report = Report(voice.name, door, self.metrics)
+        # Streamed text: the answer (its lease, its plan, the listener's wait and the silence
+        # that fills it) begins with its first sentence, not with the request.
+        parts = await _from_first(parts)
         with self._pool.lease(voice.name) as lease:
             plan = self._sentence_plan(lease, speed)
             progress = Progress(
@@ -240,3 +243,19 @@ async def _aiter(parts: AsyncIterable[Part] | Iterable[Part]) -> AsyncIterator[P
     else:
         for part in parts:
             yield part
+
+
+async def _from_first(parts: AsyncIterable[Part] | Iterable[Part]) -> AsyncIterator[Part]:
+    """Return the parts once the first of them is there (all of them when given at once)."""
+    if not isinstance(parts, AsyncIterable):
+        return _aiter(parts)
+    iterator = aiter(parts)
+    first = await anext(iterator, None)
+
+    async def chained() -> AsyncIterator[Part]:
+        if first is not None:
+            yield first
+            async for part in iterator:
+                yield part
+
+    return chained()
