@@ -16,13 +16,13 @@ import itertools
 import time
 from typing import Any
 
-import aiohttp
 import pytest
 from wyoming.client import AsyncTcpClient
 from wyoming.tts import Synthesize
 
 from benchmarks.e2e import http_speech, wyoming_synthesize
 from benchmarks.listener import SAMPLE_RATE, Listen
+from tests.http_hangup import hang_up_http
 from tests.leftovers import leftovers, server_sockets, settle
 from tests.stand_ins.batching import Batching
 from tests.stand_ins.llm_server import OrpheusStandIn, RequestRecord
@@ -146,19 +146,6 @@ async def hang_up_wyoming(port: int, speech: bool) -> None:
     await client.disconnect()
 
 
-async def hang_up_http(url: str, speech: bool) -> None:
-    """POST a speech request; hang up after the headers (held) or the first speech bytes."""
-    body = {"input": ANSWER.format(tag="Room a"), "voice": "tara", "response_format": "pcm"}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url + "/v1/audio/speech", json=body) as response,
-    ):
-        assert response.status == 200
-        if speech:
-            await response.content.readany()
-        response.close()
-
-
 @pytest.mark.timing
 @pytest.mark.parametrize("speech", [False, True], ids=["held", "speaking"])
 @pytest.mark.parametrize("door", ["wyoming", "http"])
@@ -170,7 +157,7 @@ async def test_a_hang_up_mid_schedule_closes_every_sentence_request(
     if door == "wyoming":
         await hang_up_wyoming(port, speech)
     else:
-        await hang_up_http(url, speech)
+        await hang_up_http(url, ANSWER.format(tag="Room a"), speech)
     hung_up = time.monotonic()
     http_port = int(url.rsplit(":", 1)[1])
     await settle(lambda: leftovers(port, baseline, llm, lambda: server_sockets(http_port)))

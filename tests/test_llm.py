@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import socket
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -58,6 +59,19 @@ async def _drain(stream: AsyncGenerator[Piece, None]) -> None:
     async with aclosing(stream) as pieces:
         async for _ in pieces:
             pass
+
+
+@contextlib.asynccontextmanager
+async def batching_server(
+    batching: Batching, frames_per_char: float
+) -> AsyncIterator[OrpheusStandIn]:
+    """A stand-in that streams like a batching server, stopped afterwards."""
+    server = OrpheusStandIn(Behaviour(batching=batching, frames_per_char=frames_per_char))
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 def with_upstreams(
@@ -386,14 +400,10 @@ async def test_the_per_request_rate_is_remembered_by_how_many_requests_ran_at_on
     # Issue 29: a batching server streams each request slower when others run; the pool
     # remembers the rate at each concurrency (what a schedule of sentence requests needs).
     batching = Batching(400.0)
-    server = OrpheusStandIn(Behaviour(batching=batching, frames_per_char=1.0))
-    await server.start()
-    try:
+    async with batching_server(batching, 1.0) as server:
         pool = pool_factory(with_upstreams(make_settings, UpstreamSettings(server.base_url)))
         await collect(pool)
         await asyncio.gather(*(collect(pool) for _ in range(3)))
-    finally:
-        await server.stop()
     (upstream,) = pool.upstreams
     rates = {k: r.tokens_per_second() for k, r in upstream.rate_at.items()}
     assert set(rates) == {1, 3}, rates
@@ -408,16 +418,12 @@ async def test_a_request_that_ran_alone_then_beside_another_counts_at_each(
     # The second request starts when the first is half done: each ran at two loads. A mean
     # over the whole generation would put ~1.5x the 2-request rate at 1 or 2 (issue 29).
     batching = Batching(300.0)
-    server = OrpheusStandIn(Behaviour(batching=batching, frames_per_char=2.0))
-    await server.start()
-    try:
+    async with batching_server(batching, 2.0) as server:
         pool = pool_factory(with_upstreams(make_settings, UpstreamSettings(server.base_url)))
         first = asyncio.create_task(collect(pool))
         while not server.requests or server.requests[0].tokens_sent < 150:
             await asyncio.sleep(0.01)
         await asyncio.gather(first, collect(pool))
-    finally:
-        await server.stop()
     (upstream,) = pool.upstreams
     rates = {k: r.tokens_per_second() for k, r in upstream.rate_at.items()}
     assert set(rates) == {1, 2}, rates
@@ -431,9 +437,7 @@ async def test_a_load_never_seen_before_is_known_while_its_requests_still_stream
     # A household's second listener puts its server at a load it never ran at: the plans
     # must not wait for whole generations to end to learn its rate there (issue 29).
     batching = Batching(200.0)
-    server = OrpheusStandIn(Behaviour(batching=batching, frames_per_char=3.0))
-    await server.start()
-    try:
+    async with batching_server(batching, 3.0) as server:
         pool = pool_factory(with_upstreams(make_settings, UpstreamSettings(server.base_url)))
         (upstream,) = pool.upstreams
         both = asyncio.gather(collect(pool), collect(pool))
@@ -443,6 +447,4 @@ async def test_a_load_never_seen_before_is_known_while_its_requests_still_stream
         assert not any(r.finished for r in server.requests)  # learned while they stream
         per_request = upstream.rates_at()[2] * 82.03
         await both
-    finally:
-        await server.stop()
     assert per_request == pytest.approx(batching.per_request(2), rel=0.15)

@@ -22,6 +22,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop
 
 from benchmarks.listener import SAMPLE_RATE, Listen
+from tests.http_hangup import hang_up_http
 from tests.leftovers import leftovers, server_sockets, settle
 from tests.stand_ins.llm_server import OrpheusStandIn
 from wyoming_orpheus.format import REAL_TIME_TOKENS_PER_SECOND
@@ -217,19 +218,6 @@ async def hang_up_wyoming(port: int, after: str, reset: bool) -> None:
     writer.close()
 
 
-async def hang_up_http(url: str, after_audio: bool) -> None:
-    """POST a speech request; hang up after the headers (held) or the first audio bytes."""
-    body = {"input": TEXT, "voice": "tara", "response_format": "pcm"}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url + "/v1/audio/speech", json=body) as response,
-    ):
-        assert response.status == 200
-        if after_audio:
-            await response.content.readany()
-        response.close()  # drops the connection
-
-
 @pytest.mark.parametrize(
     ("door", "point"),
     [
@@ -249,7 +237,7 @@ async def test_a_hang_up_while_held_or_after_the_release_leaves_nothing(
     if door == "wyoming":
         await hang_up_wyoming(port, point.removesuffix("-rst"), point.endswith("-rst"))
     else:
-        await hang_up_http(url, point == "audio")
+        await hang_up_http(url, TEXT, point == "audio")
     # The generation is cut (the GPU stops making audio for nobody) and nothing is left.
     http_port = int(url.rsplit(":", 1)[1])
     await settle(lambda: leftovers(port, baseline, llm, lambda: server_sockets(http_port)))

@@ -205,7 +205,7 @@ class Synthesizer:
 
     async def _made(
         self,
-        parts: AsyncIterable[Part] | Iterable[Part],
+        parts: AsyncIterator[Part],
         answer: Answer,
         speed: float,
     ) -> AsyncGenerator[Block, None]:
@@ -213,7 +213,7 @@ class Synthesizer:
         playback = Playback()
         tempo = TempoChanger(speed)
         level = LevelControl(self.speech.output_gain_db, self.speech.output_limiter)
-        pcm = answer.pcm(_aiter(parts), playback)
+        pcm = answer.pcm(parts, playback)
         segment = 0  # each output block keeps the segment of the block that made it
         async with self.slot(), contextlib.aclosing(pcm):
             failure: Exception | None = None
